@@ -1,0 +1,1 @@
+"""ztgw audit: ECS events, durable spool, embedded store and sinks."""

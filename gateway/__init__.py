@@ -1,0 +1,1 @@
+"""ztgw gateway: the composition root (settings, app factory, CLI root, HTTP)."""

@@ -1,0 +1,1 @@
+"""ztgw policy engine: attribute-based decisions with obligations (casbin at the core)."""

@@ -1,0 +1,1 @@
+"""ztgw scanners: detection rules, posture scanners and drills."""

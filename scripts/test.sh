@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole suite: lint, architecture contract, tests. Starts (and stops) the
+# system services the tests need when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+export PATH="$PWD/$VENV/bin:$PATH"
+
+echo "== ruff"
+ruff check .
+echo "== pytest"
+set +e
+pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+exit $rc
