@@ -1,0 +1,1 @@
+"""The demo realm: synthetic government datasets and the demo upstream data APIs."""

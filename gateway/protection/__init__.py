@@ -1,0 +1,1 @@
+"""Data protection: validated Chinese identifiers and the reference data they need."""
