@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from importlib import resources
+from operator import mul
 from types import MappingProxyType
 from typing import Literal
 
@@ -162,6 +163,7 @@ def is_valid_region_code(code: str, *, known_only: bool = False) -> bool:
 
 # ISO 7064 MOD 11-2: weight of position i (1-based from the left) is 2**(18-i) mod 11.
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_ASCII_BIAS = ord("0") * sum(_ID_WEIGHTS)
 _ID_CHECK = "10X98765432"  # indexed by (sum mod 11); the value 10 is written 'X'
 _ID_EARLIEST_BIRTH = date(1800, 1, 1)  # the standard's own example is born in 1880
 
@@ -182,7 +184,8 @@ def id_check_char(first17: str) -> str:
     """The GB 11643 check character for the first 17 digits (§5.2, ISO 7064 MOD 11-2)."""
     if len(first17) != 17 or not _DIGITS.issuperset(first17):
         raise InvalidIdentifierError("an ID number body is 17 digits")
-    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True))
+    # Σ digitᵢ·wᵢ computed over the ASCII codes, minus the '0' bias (fast for bulk use)
+    total = sum(map(mul, first17.encode("ascii"), _ID_WEIGHTS)) - _ID_ASCII_BIAS
     return _ID_CHECK[total % 11]
 
 
