@@ -35,12 +35,17 @@ from ztgw.gateway.protection.identifiers import (
 )
 
 __all__ = [
+    "AS_OF",
+    "COMPANIES",
+    "CONTRIBUTIONS",
     "DATASETS",
     "DATASET_FIELDS",
     "DATASET_KEYS",
     "DEFAULT_SEED",
+    "PERSONS",
     "DemoData",
     "Record",
+    "default_data",
     "generate",
     "get_dataset",
     "key_field",
@@ -421,11 +426,7 @@ def _contributions(
             return payload + luhn_check_digit(payload)
 
         card = _unique(rng, cards, make_card)
-        person: Record = {
-            "id_number": p["id_number"],
-            "name": p["name"],
-            "employer_uscc": employer["uscc"],
-            "employer_name": employer["name"],
+        amounts: Record = {
             "base_salary": base,
             "pension_personal": round(base * _PENSION_PERSONAL, 2),
             "pension_employer": round(base * _PENSION_EMPLOYER, 2),
@@ -436,7 +437,15 @@ def _contributions(
         }
         for month in _CONTRIBUTION_MONTHS:
             out.append(
-                {"record_id": f"JF{month.replace('-', '')}{rank:06d}", "month": month, **person}
+                {
+                    "record_id": f"JF{month.replace('-', '')}{rank:06d}",
+                    "id_number": p["id_number"],
+                    "name": p["name"],
+                    "employer_uscc": employer["uscc"],
+                    "employer_name": employer["name"],
+                    "month": month,
+                    **amounts,
+                }
             )
     return out
 
@@ -470,7 +479,8 @@ def generate(
 
 
 @cache
-def _default() -> DemoData:
+def default_data() -> DemoData:
+    """The standard demo datasets (``generate()`` with the defaults), generated once."""
     return generate()
 
 
@@ -479,7 +489,7 @@ def get_dataset(name: str) -> list[Record]:
 
     The list is new on each call; the records in it are shared and must not be modified.
     """
-    return list(_default().dataset(name))
+    return list(default_data().dataset(name))
 
 
 def key_field(name: str) -> str:
