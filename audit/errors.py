@@ -1,0 +1,16 @@
+"""Errors of the audit package."""
+
+
+class AuditError(Exception):
+    """Base of every audit-package error."""
+
+
+class AuditUnavailable(AuditError):
+    """The audit trail cannot accept an event now (queue full, writer stopped, disk error).
+
+    Callers serving 重要/核心 data must refuse the request ("no audit, no access").
+    """
+
+
+class QueryError(AuditError):
+    """An audit query is malformed (bad time range, unknown field, …)."""

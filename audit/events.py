@@ -1,0 +1,175 @@
+"""Audit events in the Elastic Common Schema (ECS 9.x).
+
+Builders return plain dicts shaped as ECS documents (nested objects, ECS field names) with
+ztgw's own fields under the ``ztgw.`` namespace.  Nothing secret or personal goes in: tokens
+are never passed here, query strings are stored without values, and every string is cleaned
+of control characters so an event cannot forge log lines (ASVS 16.4.1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+ECS_VERSION = "9.4.0"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+MAX_FIELD_CHARS = 2048
+
+
+def clean(value: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """Escape control characters (CR, LF, ESC, …) and bound the length."""
+    if len(value) > limit:
+        value = value[:limit] + "…"
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+
+
+def new_event_id() -> str:
+    """A time-ordered, 128-bit-random event id: fixed at creation, reused on every re-send."""
+    return f"{time.time_ns():x}-{secrets.token_hex(10)}"
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _service(node: str | None) -> dict[str, Any]:
+    return {"name": "ztgw", "type": "gateway", "node": {"name": node or os.uname().nodename}}
+
+
+def access_event(
+    *,
+    request_id: str,
+    method: str,
+    path: str,
+    query_keys: list[str],
+    status: int,
+    outcome: str,
+    source_ip: str | None,
+    user_agent: str | None,
+    started_ns: int,
+    ended_ns: int,
+    subject: dict[str, Any] | None,
+    decision: dict[str, Any] | None,
+    data: dict[str, Any] | None,
+    error: dict[str, str] | None = None,
+    upstream: str | None = None,
+    node: str | None = None,
+) -> dict[str, Any]:
+    """One data-plane request and the decision taken on it (ECS §1.1 of ECOSYSTEM.md)."""
+    allowed = bool(decision and decision.get("effect") == "allow")
+    event: dict[str, Any] = {
+        "@timestamp": iso_now(),
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "id": new_event_id(),
+            "kind": "event",
+            "category": ["api", "web"],
+            "type": ["access", "allowed" if allowed else "denied"],
+            "action": "data-api-read" if method in ("GET", "HEAD") else "data-api-write",
+            "outcome": outcome,
+            "dataset": "ztgw.access",
+            "module": "ztgw",
+            "provider": "data-plane",
+            "duration": max(0, ended_ns - started_ns),
+            "start": datetime.fromtimestamp(started_ns / 1e9, UTC).isoformat(),
+            "end": datetime.fromtimestamp(ended_ns / 1e9, UTC).isoformat(),
+        },
+        "data_stream": {"type": "logs", "dataset": "ztgw.access", "namespace": "default"},
+        "service": _service(node),
+        "observer": {"type": "proxy", "vendor": "ztgw", "product": "ztgw"},
+        "http": {
+            "request": {"id": request_id, "method": clean(method, 16)},
+            "response": {"status_code": status},
+        },
+        "url": {"path": clean(path)},
+        "network": {"protocol": "http", "transport": "tcp"},
+        "ztgw": {},
+    }
+    if query_keys:
+        # values may be personal data (an ID number in ?id_number=); keep the names only
+        event["url"]["query"] = "&".join(clean(k, 64) + "=" for k in query_keys)
+    if source_ip:
+        event["source"] = {"ip": source_ip}
+        event["related"] = {"ip": [source_ip]}
+    if user_agent:
+        event["user_agent"] = {"original": clean(user_agent, 512)}
+    if subject:
+        event["user"] = {k: v for k, v in subject.items() if k in ("id", "name", "roles", "domain")}
+        event.setdefault("related", {})["user"] = [subject["name"]]
+        if subject.get("client_id"):
+            event["ztgw"]["oidc"] = {"client_id": subject["client_id"]}
+        if subject.get("organization"):
+            event["organization"] = {"name": subject["organization"]}
+    if decision:
+        event["event"]["reason"] = clean(decision.get("reason", ""))
+        if decision.get("rule_id"):
+            event["rule"] = {
+                "id": decision["rule_id"],
+                "ruleset": decision.get("ruleset"),
+                "version": decision.get("ruleset_version"),
+            }
+        event["ztgw"]["decision"] = {
+            "effect": decision.get("effect"),
+            "matched_rules": list(decision.get("matched_rules", ())),
+            "obligations": list(decision.get("obligations", ())),
+        }
+    if data:
+        event["ztgw"]["data"] = data
+    if upstream:
+        event["service"]["target"] = {"name": upstream}
+    if error:
+        event["error"] = {"code": error["code"], "message": clean(error["message"])}
+        event["event"]["code"] = error["code"]
+    return event
+
+
+def auth_event(
+    *,
+    action: str,
+    outcome: str,
+    request_id: str,
+    client_id: str | None,
+    source_ip: str | None,
+    reason: str | None = None,
+    grant_type: str | None = None,
+    scope: str | None = None,
+    user: str | None = None,
+    node: str | None = None,
+) -> dict[str, Any]:
+    """An authentication event of the OIDC provider (ECS §1.2 of ECOSYSTEM.md)."""
+    event: dict[str, Any] = {
+        "@timestamp": iso_now(),
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "id": new_event_id(),
+            "kind": "event",
+            "category": ["authentication"],
+            "type": ["info"] if action.startswith("token") else ["start"],
+            "action": action,
+            "outcome": outcome,
+            "dataset": "ztgw.auth",
+            "module": "ztgw",
+            "provider": "identity",
+        },
+        "data_stream": {"type": "logs", "dataset": "ztgw.auth", "namespace": "default"},
+        "service": _service(node),
+        "http": {"request": {"id": request_id}},
+        "ztgw": {"oidc": {}},
+    }
+    if reason:
+        event["event"]["reason"] = clean(reason, 256)
+    if client_id:
+        event["ztgw"]["oidc"]["client_id"] = clean(client_id, 128)
+    if grant_type:
+        event["ztgw"]["oidc"]["grant_type"] = clean(grant_type, 64)
+    if scope:
+        event["ztgw"]["oidc"]["scope"] = clean(scope, 256)
+    if user:
+        event["user"] = {"name": clean(user, 128)}
+    if source_ip:
+        event["source"] = {"ip": source_ip}
+    return event

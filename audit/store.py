@@ -1,0 +1,174 @@
+"""The embedded audit store: one SQLite file under ``$ZTGW_HOME/audit/``.
+
+Documents are stored whole (ECS JSON) next to indexed columns for the fields investigations
+filter on.  Event ids are unique, so a re-sent event never duplicates (at-least-once shipping
+becomes exactly-once storage).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import QueryError
+from .query import FIELDS, AuditQuery
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    ts           TEXT NOT NULL,
+    dataset      TEXT,
+    action       TEXT,
+    outcome      TEXT,
+    user_name    TEXT,
+    client_id    TEXT,
+    source_ip    TEXT,
+    data_dataset TEXT,
+    decision     TEXT,
+    request_id   TEXT,
+    doc          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_user ON events(user_name, ts);
+CREATE INDEX IF NOT EXISTS events_client ON events(client_id, ts);
+CREATE INDEX IF NOT EXISTS events_ip ON events(source_ip, ts);
+CREATE INDEX IF NOT EXISTS events_data ON events(data_dataset, ts);
+CREATE INDEX IF NOT EXISTS events_decision ON events(decision, ts);
+CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
+"""
+
+
+def _get(doc: dict[str, Any], dotted: str) -> Any:
+    cur: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _row(doc: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        doc["event"]["id"],
+        doc["@timestamp"],
+        *(_get(doc, f) for f in FIELDS),
+        orjson.dumps(doc).decode(),
+    )
+
+
+class AuditStore:
+    """SQLite-backed, searchable audit store.  Thread-safe; one connection per thread."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be OFF, NORMAL, FULL or EXTRA")
+        self.path = path
+        self._sync = synchronous
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._sync}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def append(self, docs: Sequence[dict[str, Any]]) -> int:
+        """Store a batch in one transaction; returns how many were new."""
+        conn = self._conn
+        cols = ", ".join(["id", "ts", *FIELDS.values(), "doc"])
+        marks = ", ".join("?" * (len(FIELDS) + 3))
+        before = conn.total_changes
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                f"INSERT OR IGNORE INTO events ({cols}) VALUES ({marks})",  # noqa: S608 - fixed names
+                [_row(d) for d in docs],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return conn.total_changes - before
+
+    def _where(self, query: AuditQuery) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for field, value in query.equals().items():
+            clauses.append(f"{FIELDS[field]} = ?")
+            args.append(value)
+        if query.since:
+            clauses.append("ts >= ?")
+            args.append(query.since)
+        if query.until:
+            clauses.append("ts < ?")
+            args.append(query.until)
+        if query.text:
+            for word in query.text.split():
+                clauses.append("doc LIKE ? ESCAPE '\\'")
+                esc = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                args.append(f"%{esc}%")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def search(self, query: AuditQuery) -> list[dict[str, Any]]:
+        """Newest first."""
+        where, args = self._where(query)
+        sql = f"SELECT doc FROM events{where} ORDER BY seq DESC LIMIT ?"  # noqa: S608
+        rows = self._conn.execute(sql, [*args, query.limit]).fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    def count(self, query: AuditQuery | None = None) -> int:
+        where, args = self._where(query or AuditQuery())
+        sql = f"SELECT count(*) FROM events{where}"  # noqa: S608
+        return int(self._conn.execute(sql, args).fetchone()[0])
+
+    def top(self, query: AuditQuery, field: str, n: int = 10) -> list[tuple[Any, int]]:
+        """``--top FIELD``: the most frequent values of an indexed field among matches."""
+        column = FIELDS.get(field)
+        if column is None:
+            raise QueryError(f"--top supports {sorted(FIELDS)}")
+        where, args = self._where(query)
+        sql = (
+            f"SELECT {column}, count(*) AS n FROM events{where} "  # noqa: S608
+            f"GROUP BY {column} ORDER BY n DESC LIMIT ?"
+        )
+        return [(r[0], int(r[1])) for r in self._conn.execute(sql, [*args, n]).fetchall()]
+
+    def after(self, seq: int, limit: int = 500) -> list[tuple[int, dict[str, Any]]]:
+        """Events stored after position ``seq`` (for ``audit tail -f``)."""
+        rows = self._conn.execute(
+            "SELECT seq, doc FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+        return [(int(s), orjson.loads(d)) for s, d in rows]
+
+    def last_seq(self) -> int:
+        row = self._conn.execute("SELECT max(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def iter_all(self) -> Iterator[dict[str, Any]]:
+        for (doc,) in self._conn.execute("SELECT doc FROM events ORDER BY seq"):
+            yield orjson.loads(doc)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+

@@ -1,0 +1,3 @@
+from ztgw.gateway.cli import main
+
+main()

@@ -1,0 +1,193 @@
+"""The composition root: build every component from settings and join them in one ASGI app.
+
+A plain ASGI dispatcher in front keeps the data plane (``/api/…``) off FastAPI's routing; the
+identity provider, health, metrics and admin API run on FastAPI behind it.  The dispatcher
+gives every request an ``X-Request-ID`` that the audit event carries too.
+"""
+
+from __future__ import annotations
+
+import secrets
+from importlib.metadata import version as pkg_version
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from ztgw.audit.errors import AuditUnavailable
+from ztgw.audit.log import AuditLog
+from ztgw.audit.store import AuditStore
+from ztgw.policies.bundle import load_bundle
+from ztgw.policies.engine import CompiledPolicy, PolicyEngine
+
+from .catalogue import Catalogue
+from .dataplane.proxy import DataPlane, DataPlaneConfig, Receive, Scope, Send
+from .dataplane.routes import RouteTable
+from .http import JSONResponse as ORJSONResponse
+from .identity.client_secrets import SecretHasher, load_or_create_pepper
+from .identity.directory import Directory
+from .identity.http import build_router
+from .identity.keys import KeyRing
+from .identity.oauth import ZtgwAuthorizationServer
+from .identity.subjects import SubjectResolver
+from .identity.tokens import AccessTokenVerifier, TokenIssuer
+from .metrics import Metrics
+from .settings import Settings
+
+VERSION = pkg_version("ztgw")
+DATA_PLANE_ROOT = b"/api/"
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(12)
+
+
+class Gateway:
+    """The whole gateway as one ASGI application."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        issuer = settings.effective_issuer
+        self.metrics = Metrics(VERSION)
+        self.directory = Directory.open(settings.db_path)
+        self.catalogue = Catalogue(self.directory)
+        self.keyring = KeyRing.load_or_create(settings.keys_dir)
+        pepper = (bytes.fromhex(settings.secret_pepper.get_secret_value())
+                  if settings.secret_pepper else load_or_create_pepper(settings.keys_dir))
+        self.hasher = SecretHasher(pepper)
+        self.issuer = TokenIssuer(self.keyring, issuer, settings.data_audience,
+                                  settings.access_token_ttl)
+        self.verifier = AccessTokenVerifier(self.keyring.keyset, issuer, settings.data_audience,
+                                            leeway=settings.token_leeway)
+        self.engine = PolicyEngine(CompiledPolicy(load_bundle(settings.bundle_path)))
+        self.audit = AuditLog(AuditStore(settings.audit_settings().db_path,
+                                         synchronous=settings.audit_synchronous))
+        self.oauth = ZtgwAuthorizationServer(self.directory, self.hasher, self.issuer)
+        self.data_plane = DataPlane(
+            config=DataPlaneConfig(
+                max_request_body=settings.max_request_body,
+                max_response_body=settings.max_response_body,
+                connect_timeout=settings.upstream_connect_timeout,
+                read_timeout=settings.upstream_read_timeout,
+                receive_timeout=settings.request_receive_timeout,
+            ),
+            routes=RouteTable(self.catalogue.all()),
+            verifier=self.verifier,
+            subjects=SubjectResolver(self.directory),
+            engine=self.engine,
+            audit=self.audit,
+            metrics=self.metrics,
+        )
+        self.api = self._build_api(issuer)
+
+    # --- FastAPI side --------------------------------------------------------------------
+    def _emit(self, event: dict[str, Any]) -> None:
+        try:
+            self.audit.emit(event)
+        except AuditUnavailable:
+            self.metrics.audit_events.labels("dropped").inc()
+
+    def _build_api(self, issuer: str) -> FastAPI:
+        api = FastAPI(title="ztgw", version=VERSION, docs_url=None, redoc_url=None,
+                      openapi_url=None, default_response_class=ORJSONResponse)
+        api.include_router(build_router(self.oauth, self.keyring, issuer, self._emit))
+
+        @api.get("/healthz", operation_id="healthz", tags=["health"])
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @api.get("/readyz", operation_id="readyz", tags=["health"])
+        async def readyz() -> Response:
+            checks = {
+                "policy": bool(self.engine.policy.bundle.name),
+                "audit": self.audit.healthy,
+                "keys": bool(self.keyring.algorithms),
+                "directory": self._directory_ok(),
+            }
+            ok = all(checks.values())
+            return ORJSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
+                                  status_code=200 if ok else 503)
+
+        @api.get("/metrics", operation_id="metrics", tags=["health"])
+        async def metrics() -> Response:
+            self.metrics.audit_queue.set(self.audit.depth)
+            return Response(generate_latest(self.metrics.registry),
+                            media_type=CONTENT_TYPE_LATEST)
+
+        def _error(request: Request, status: int, code: str, message: str) -> ORJSONResponse:
+            return ORJSONResponse(
+                {"error": code, "message": message,
+                 "request_id": request.scope.get("ztgw.request_id", "")},
+                status_code=status,
+            )
+
+        @api.exception_handler(StarletteHTTPException)
+        async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+            codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated",
+                     403: "access_denied"}
+            return _error(request, exc.status_code, codes.get(exc.status_code, "http_error"),
+                          str(exc.detail))
+
+        @api.exception_handler(RequestValidationError)
+        async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+            return _error(request, 422, "invalid_request", "the request is not valid")
+
+        @api.exception_handler(Exception)
+        async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+            return _error(request, 500, "internal_error", "internal error")
+
+        return api
+
+    def _directory_ok(self) -> bool:
+        try:
+            self.directory.get_client("")
+            return True
+        except Exception:
+            return False
+
+    # --- ASGI ----------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # no websockets here
+        rid = new_request_id()
+        scope["ztgw.request_id"] = rid
+        rid_header = (b"x-request-id", rid.encode())
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), rid_header,
+                                      (b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        raw = scope.get("raw_path") or scope["path"].encode()
+        if raw.startswith(DATA_PLANE_ROOT) or self.data_plane.handles(raw):
+            await self.data_plane(scope, receive, send_with_id)
+        else:
+            await self.api(scope, receive, send_with_id)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.audit.start()
+                    await self.data_plane.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.data_plane.stop()
+                self.audit.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app() -> Gateway:
+    """uvicorn factory: settings from the environment (``ZTGW_*``) and the config file."""
+    return Gateway(Settings())

@@ -1,0 +1,353 @@
+"""``ztgw``: one entry point, sub-commands per area (INTERFACES.md "CLI").
+
+Exit codes: 0 ok, 1 a check failed, 2 bad usage or input.  Commands that report data accept
+``--json`` and then print exactly one JSON document on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from ztgw.audit.cli import app as audit_app
+from ztgw.audit.store import AuditStore
+from ztgw.policies.domain import Classification
+
+from .settings import Settings
+
+app = typer.Typer(
+    name="ztgw", help="ztgw — zero-trust gateway for government data APIs.",
+    no_args_is_help=True, pretty_exceptions_enable=False,
+)
+demo_app = typer.Typer(help="The demo realm: seed it, run its data APIs, run everything.",
+                       no_args_is_help=True)
+users_app = typer.Typer(help="Users of the directory.", no_args_is_help=True)
+clients_app = typer.Typer(help="Applications (OAuth clients).", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+app.add_typer(users_app, name="users")
+app.add_typer(clients_app, name="clients")
+app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
+
+err = Console(stderr=True)
+
+
+def _print_json(doc: Any) -> None:
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    home: Annotated[Path | None, typer.Option(help="state folder", envvar="ZTGW_HOME")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file", envvar="ZTGW_CONFIG")
+                      ] = None,
+) -> None:
+    # the composition root exports them, so worker processes and sub-commands agree
+    if home is not None:
+        os.environ["ZTGW_HOME"] = str(home)
+    if config is not None:
+        if not config.is_file():
+            err.print(f"config file {config} not found")
+            raise typer.Exit(2)
+        os.environ["ZTGW_CONFIG"] = str(config)
+    ctx.obj = _settings()
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except Exception as exc:  # pydantic ValidationError, bad TOML …
+        err.print(f"invalid configuration: {exc}")
+        raise typer.Exit(2) from exc
+
+
+# --- init ----------------------------------------------------------------------------------
+EMPTY_BUNDLE = """\
+# No rules: every request is denied until a bundle with rules is installed (default deny).
+bundle: default
+version: "0"
+rules: []
+"""
+
+
+def initialise(settings: Settings) -> dict[str, Any]:
+    from .catalogue import Catalogue
+    from .identity.client_secrets import load_or_create_pepper
+    from .identity.directory import Directory
+    from .identity.keys import KeyRing
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.home, 0o700)
+    keyring = KeyRing.load_or_create(settings.keys_dir)
+    load_or_create_pepper(settings.keys_dir)
+    Catalogue(Directory.open(settings.db_path))
+    AuditStore(settings.audit_settings().db_path).close()
+    bundle = settings.bundle_path
+    if not bundle.exists():
+        bundle.mkdir(parents=True)
+        (bundle / "policy.yaml").write_text(EMPTY_BUNDLE, encoding="utf-8")
+    return {"home": str(settings.home.resolve()), "keys": keyring.algorithms,
+            "policy_bundle": str(bundle)}
+
+
+@app.command()
+def init(ctx: typer.Context,
+         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Create keys, databases and the default (deny-all) policy under the home (idempotent)."""
+    out = initialise(ctx.obj)
+    if as_json:
+        _print_json(out)
+    else:
+        err.print(f"initialised {out['home']} (signing keys: {', '.join(out['keys'])})")
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective configuration (secrets masked) as JSON."""
+    _print_json(ctx.obj.redacted())
+
+
+# --- serve ---------------------------------------------------------------------------------
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 1,
+) -> None:
+    """Run the gateway: identity provider, admin API, data plane."""
+    import uvicorn
+
+    if host is not None:
+        os.environ["ZTGW_HOST"] = host
+    if port is not None:
+        os.environ["ZTGW_PORT"] = str(port)
+    settings = _settings()
+    if not settings.db_path.exists():
+        err.print(f"{settings.home} is not initialised: run `ztgw init` first")
+        raise typer.Exit(2)
+    uvicorn.run(
+        "ztgw.gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
+        workers=workers, loop="uvloop", http="httptools", log_level="warning",
+        access_log=False, server_header=False, proxy_headers=False, lifespan="on",
+        timeout_keep_alive=30,
+    )
+
+
+# --- users and clients ---------------------------------------------------------------------
+def _open_directory(settings: Settings) -> Any:
+    from .identity.directory import Directory
+
+    if not settings.db_path.exists():
+        err.print(f"{settings.home} is not initialised: run `ztgw init` first")
+        raise typer.Exit(2)
+    return Directory.open(settings.db_path)
+
+
+def _hasher(settings: Settings) -> Any:
+    from .identity.client_secrets import SecretHasher, load_or_create_pepper
+
+    if settings.secret_pepper:
+        return SecretHasher(bytes.fromhex(settings.secret_pepper.get_secret_value()))
+    return SecretHasher(load_or_create_pepper(settings.keys_dir))
+
+
+@clients_app.command("add")
+def clients_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="display name")],
+    redirect_uri: Annotated[list[str] | None, typer.Option(help="exact redirect URI")] = None,
+    public: Annotated[bool, typer.Option(help="public client (no secret)")] = False,
+    grant_type: Annotated[list[str] | None, typer.Option(help="allowed grant type")] = None,
+    scope: Annotated[str, typer.Option(help="space-separated scopes")] = "",
+    id_token_alg: Annotated[str, typer.Option(help="ID token signing alg")] = "RS256",  # noqa: S107
+    role: Annotated[list[str] | None, typer.Option(help="role for the policy engine")] = None,
+    department: Annotated[str | None, typer.Option(help="owning department")] = None,
+    clearance: Annotated[str, typer.Option(help="一般/重要/核心")] = "一般",
+    client_id: Annotated[str | None, typer.Option(help="choose the client id")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Register an application; prints client_id (and client_secret if confidential)."""
+    import re
+    import secrets
+
+    from .identity.client_secrets import new_client_secret
+    from .identity.directory import ClientRecord
+
+    settings: Settings = ctx.obj
+    grants = tuple(grant_type or (["authorization_code", "refresh_token"] if public
+                                  else ["client_credentials"]))
+    forbidden = {"password", "implicit", "token"} & set(grants)
+    if forbidden:  # RFC 9700 §2.4, §2.1.2
+        err.print(f"grant types {sorted(forbidden)} are not allowed (RFC 9700)")
+        raise typer.Exit(2)
+    if public and "client_credentials" in grants:
+        err.print("a public client cannot use client_credentials")
+        raise typer.Exit(2)
+    cid = client_id or f"app-{secrets.token_hex(8)}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{2,127}", cid):
+        err.print("client id: 3-128 characters of A-Z a-z 0-9 . _ -")
+        raise typer.Exit(2)
+    try:
+        level = Classification.parse(clearance)
+    except ValueError as exc:
+        err.print(str(exc))
+        raise typer.Exit(2) from exc
+    directory = _open_directory(settings)
+    if directory.get_client(cid) is not None:
+        err.print(f"client {cid} already exists")
+        raise typer.Exit(2)
+    secret = None if public else new_client_secret()
+    directory.put_client(ClientRecord(
+        client_id=cid, name=name, secret_hash=_hasher(settings).hash(secret) if secret else None,
+        public=public, redirect_uris=tuple(redirect_uri or ()), grant_types=grants, scope=scope,
+        roles=tuple(role or ()), department=department, organization=department,
+        clearance=level, id_token_alg=id_token_alg,
+    ))
+    out = {"client_id": cid, "name": name, "grant_types": list(grants)}
+    if secret:
+        out["client_secret"] = secret
+    if as_json:
+        _print_json(out)
+    else:
+        for k, v in out.items():
+            typer.echo(f"{k}: {v}")
+
+
+@clients_app.command("list")
+def clients_list(ctx: typer.Context,
+                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List registered applications (never their secrets)."""
+    rows = [
+        {"client_id": c.client_id, "name": c.name, "public": c.public, "roles": list(c.roles),
+         "grant_types": list(c.grant_types), "enabled": c.enabled}
+        for c in _open_directory(ctx.obj).list_clients()
+    ]
+    if as_json:
+        _print_json({"clients": rows})
+    else:
+        for r in rows:
+            typer.echo(f"{r['client_id']:<24} {r['name']}  roles={','.join(r['roles'])}")
+
+
+# --- demo ----------------------------------------------------------------------------------
+def seed_demo(settings: Settings) -> dict[str, Any]:
+    from .catalogue import Catalogue
+    from .demo.realm import seed
+
+    initialise(settings)
+    directory = _open_directory(settings)
+    return seed(directory, Catalogue(directory), _hasher(settings), settings.bundle_path,
+                settings.demo_upstream_url)
+
+
+@demo_app.command("seed")
+def demo_seed(
+    ctx: typer.Context,
+    upstream_url: Annotated[str | None, typer.Option(help="where the demo data APIs listen")
+                            ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Seed the demo realm (users, applications, datasets, policy)."""
+    settings: Settings = ctx.obj
+    if upstream_url:
+        settings = settings.model_copy(update={"demo_upstream_url": upstream_url})
+    accounts = seed_demo(settings)
+    if as_json:
+        _print_json(accounts)
+    else:
+        err.print(f"demo realm seeded in {settings.home} "
+                  f"({len(accounts['clients'])} applications, {len(accounts['routes'])} datasets)")
+
+
+@demo_app.command("upstream")
+def demo_upstream(
+    host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="listen port")] = 8081,
+) -> None:
+    """Run the demo government data APIs (population, enterprise, social security)."""
+    from .demo.upstream import serve_upstream
+
+    serve_upstream(host=host, port=port)
+
+
+def _wait_ready(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL we built
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+@demo_app.command("run")
+def demo_run(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="gateway port")] = 8080,
+    upstream_port: Annotated[int, typer.Option(help="demo data API port")] = 8081,
+) -> None:
+    """init + seed + demo upstream + gateway, and print a tour.  Ctrl-C stops all of it."""
+    settings: Settings = ctx.obj
+    host = settings.host
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
+    settings = settings.model_copy(update={"demo_upstream_url": upstream_url, "port": port})
+    accounts = seed_demo(settings)
+    env = {**os.environ, "ZTGW_HOME": str(settings.home), "ZTGW_PORT": str(port),
+           "ZTGW_HOST": host}
+    exe = [sys.executable, "-m", "ztgw.gateway"]
+    procs = [
+        subprocess.Popen([*exe, "demo", "upstream", "--port", str(upstream_port)], env=env),
+        subprocess.Popen([*exe, "serve", "--host", host, "--port", str(port)], env=env),
+    ]
+
+    def stop(*_: Any) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    try:
+        ok = _wait_ready(f"{upstream_url}/api/population/persons?size=1", 30, procs[0]) and \
+            _wait_ready(f"http://{host}:{port}/readyz", 30, procs[1])
+        if not ok:
+            err.print("the demo did not start; see the messages above")
+            stop()
+            raise typer.Exit(1)
+        from .demo.tour import tour
+
+        typer.echo(tour(f"http://{host}:{port}", accounts))
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        err.print("a demo process stopped; shutting down")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        err.print("stopping…")
+    finally:
+        stop()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""The data plane: authenticate, decide, forward, enforce obligations, audit — every request."""

@@ -1,0 +1,388 @@
+"""The data-plane request pipeline, as a plain ASGI application (no framework on the hot path).
+
+ingress (canonical path, limits) → identity (bearer JWT) → decision (policy engine) →
+upstream (pooled aiohttp client) → obligations (mask) → audit → response.
+
+Every failure becomes a JSON error and an audit event; nothing is forwarded that has not been
+allowed, and no response leaves whose obligations could not be carried out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+import orjson
+from ztgw.audit.errors import AuditUnavailable
+from ztgw.audit.events import access_event
+from ztgw.audit.log import AuditLog
+from ztgw.policies.domain import Classification, Decision, Environment, Resource, Subject
+from ztgw.policies.engine import PolicyEngine
+from ztgw.policies.obligations import MASK
+
+from ..errors import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthenticated,
+    UpstreamError,
+    UpstreamTimeout,
+    error_body,
+)
+from ..identity.subjects import SubjectResolver
+from ..identity.tokens import AccessTokenVerifier, TokenInvalid
+from ..metrics import Metrics, status_class
+from ..protection.masking import MaskPlan, UnenforceableMask
+from .paths import PathRejected, canonical_path
+from .routes import RouteMatch, RouteTable
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+ACTIONS = {"GET": "read", "HEAD": "read"}  # the demo data APIs are read-only
+REFUSED_METHODS = frozenset({"TRACE", "CONNECT", "TRACK"})
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "proxy-connection",
+})
+FORWARDED_REQUEST_HEADERS = ("accept", "accept-language", "user-agent")
+ENFORCEABLE = frozenset({MASK})
+MAX_QUERY_BYTES = 4096
+
+
+@dataclass
+class Exchange:
+    """What one request collected on its way through the pipeline (for the audit event)."""
+
+    request_id: str
+    method: str
+    path: str
+    started_ns: int
+    source_ip: str | None
+    user_agent: str | None
+    query_keys: list[str] = field(default_factory=list)
+    subject: Subject | None = None
+    decision: Decision | None = None
+    route: RouteMatch | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlaneConfig:
+    max_request_body: int
+    max_response_body: int
+    connect_timeout: float
+    read_timeout: float
+    receive_timeout: float
+
+
+class DataPlane:
+    def __init__(self, *, config: DataPlaneConfig, routes: RouteTable, verifier: AccessTokenVerifier,
+                 subjects: SubjectResolver, engine: PolicyEngine, audit: AuditLog,
+                 metrics: Metrics) -> None:
+        self.config, self.routes, self.verifier = config, routes, verifier
+        self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30,
+                                         ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self.config.connect_timeout,
+                sock_read=self.config.read_timeout,
+            ),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def handles(self, raw_path: bytes) -> bool:
+        return any(raw_path.startswith(p.encode()) for p in self.routes.prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client")
+        ex = Exchange(
+            request_id=scope["ztgw.request_id"],
+            method=scope["method"],
+            path=scope.get("raw_path", b"").decode("latin-1")[:512] or scope["path"],
+            started_ns=time.time_ns(),
+            source_ip=client[0] if client else None,
+            user_agent=headers.get("user-agent"),
+        )
+        try:
+            status, out_headers, body, durable = await self._handle(scope, receive, headers, ex)
+        except GatewayError as err:
+            await self._fail(err, ex, send)
+            return
+        except Exception:  # last-resort handler (ASVS 16.5.4): generic error, event kept
+            await self._fail(GatewayError("internal error"), ex, send)
+            raise
+        try:
+            waiter = self._audit(ex, status, "success" if status < 400 else "failure", None)
+            if durable:
+                # 重要/核心 data: the event is on disk before a byte of data leaves
+                await asyncio.wrap_future(waiter)
+        except AuditUnavailable:
+            await self._send(send, 503, [], error_body(
+                "audit_unavailable", "the audit trail is unavailable; access refused",
+                ex.request_id), ex)
+            return
+        await self._send(send, status, out_headers, body, ex)
+
+    # --- pipeline ------------------------------------------------------------------------
+    async def _handle(self, scope: Scope, receive: Receive, headers: dict[str, str],
+                      ex: Exchange) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+        method = scope["method"]
+        if method in REFUSED_METHODS:
+            raise MethodNotAllowed(f"{method} is not allowed")
+        try:
+            path = canonical_path(scope.get("raw_path") or scope["path"].encode())
+        except PathRejected as exc:
+            raise BadRequest(str(exc), code="invalid_path") from exc
+        ex.path = path
+        query = scope.get("query_string", b"")
+        if len(query) > MAX_QUERY_BYTES:
+            raise BadRequest("the query string is too long", code="invalid_query")
+        try:
+            params = parse_qsl(query.decode("utf-8", "strict"), keep_blank_values=True,
+                               strict_parsing=False, max_num_fields=64)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest("the query string is malformed", code="invalid_query") from exc
+        ex.query_keys = sorted({k for k, _ in params})
+        route = self.routes.match(path)
+        if route is None:
+            raise NotFound("no data API at this path")
+        ex.route = route
+        action = ACTIONS.get(method)
+        if action is None:
+            raise MethodNotAllowed(f"{method} is not allowed on this data API")
+        await self._drain_body(scope, receive, headers)
+
+        token = self._bearer(headers, params)
+        try:
+            at = self.verifier.verify(token)
+        except TokenInvalid as exc:
+            self.metrics.authn_failures.labels(exc.reason).inc()
+            raise Unauthenticated(str(exc), code="invalid_token") from exc
+        subject = self.subjects.resolve(at)
+        if subject is None:
+            self.metrics.authn_failures.labels("unknown_client").inc()
+            raise Unauthenticated("the token's application is unknown or disabled",
+                                  code="invalid_token")
+        ex.subject = subject
+
+        ds = route.dataset
+        resource = Resource(
+            dataset=ds.dataset, classification=ds.classification,
+            owner_department=ds.owner_department, record_id=route.record_id, fields=ds.fields,
+        )
+        env = Environment(time=datetime.now(UTC), source_ip=ex.source_ip,
+                          acr=at.claims.get("acr"))
+        decision = self.engine.decide(subject, resource, action, env)
+        ex.decision = decision
+        self.metrics.decisions.labels(decision.effect, decision.ruleset or "").inc()
+        if not decision.allowed:
+            raise Forbidden("access to this data is not permitted", code="access_denied")
+        plan = self._plan(decision)  # refuse before fetching if an obligation is unenforceable
+
+        status, up_headers, body = await self._upstream(route, method, query, headers, ex)
+        content_type = up_headers.get("content-type", "")
+        records, touched = 0, set[str]()
+        if status == 200 and plan is not None and body:
+            try:
+                if content_type.startswith("application/json"):
+                    body, records, touched = plan.json_body(body)
+                elif content_type.startswith("text/csv"):
+                    body, records, touched = plan.csv_body(body)
+                else:
+                    raise UpstreamError("the upstream answered in a format that cannot be masked",
+                                        code="unmaskable_response")
+            except (orjson.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+                raise UpstreamError("the upstream answer is malformed",
+                                    code="upstream_malformed") from exc
+        for name in touched:
+            level = ds.fields.get(name, Classification.GENERAL)
+            self.metrics.masked_fields.labels(level.label).inc()
+        ex.data = {
+            "dataset": ds.dataset,
+            "classification": ds.classification.label,
+            "records": records,
+            "masked_fields": sorted(touched),
+            "bytes": len(body),
+        }
+        out = [
+            (b"content-type", content_type.encode("latin-1") or b"application/octet-stream"),
+            (b"cache-control", b"no-store"),
+        ]
+        durable = ds.classification >= Classification.IMPORTANT
+        return status, out, body if method != "HEAD" else b"", durable
+
+    @staticmethod
+    def _bearer(headers: dict[str, str], params: list[tuple[str, str]]) -> str:
+        if any(k == "access_token" for k, _ in params):
+            # RFC 9700 §4.3.2 / RFC 6750 §2.3: never in the URL (logs, referrers, history)
+            raise Unauthenticated("tokens go in the Authorization header only",
+                                  code="invalid_request")
+        value = headers.get("authorization")
+        if not value:
+            raise Unauthenticated("a bearer token is required", code="missing_token")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("use the Bearer authorization scheme", code="invalid_request")
+        return token.strip()
+
+    def _plan(self, decision: Decision) -> MaskPlan | None:
+        plan = None
+        for ob in decision.obligations:
+            if ob.type not in ENFORCEABLE:
+                raise Forbidden(f"obligation {ob.type!r} cannot be enforced here",
+                                code="obligation_unenforceable")
+            if ob.type == MASK:
+                try:
+                    plan = MaskPlan.from_obligation(ob.params)
+                except UnenforceableMask as exc:
+                    raise Forbidden(str(exc), code="obligation_unenforceable") from exc
+        return plan
+
+    async def _drain_body(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise BadRequest("bad Content-Length", code="invalid_request")
+            if int(declared) > self.config.max_request_body:
+                raise PayloadTooLarge("the request body is too large")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.config.receive_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.config.max_request_body:
+                        raise PayloadTooLarge("the request body is too large")
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError as exc:
+            raise RequestTimeout("the request was not received in time") from exc
+        return b"".join(chunks)
+
+    async def _upstream(self, route: RouteMatch, method: str, query: bytes,
+                        headers: dict[str, str], ex: Exchange
+                        ) -> tuple[int, dict[str, str], bytes]:
+        assert self._session is not None, "data plane not started"
+        url = route.dataset.upstream_url + route.upstream_path
+        if query:
+            url += "?" + query.decode("ascii", "strict")
+        fwd = {h: headers[h] for h in FORWARDED_REQUEST_HEADERS if h in headers}
+        fwd["x-request-id"] = ex.request_id
+        if ex.source_ip:
+            fwd["x-forwarded-for"] = ex.source_ip
+        fwd["x-forwarded-proto"] = "http"
+        api = route.dataset.dataset
+        started = time.perf_counter()
+        try:
+            async with self._session.request(method, url, headers=fwd, allow_redirects=False
+                                             ) as resp:
+                declared = resp.content_length
+                if declared is not None and declared > self.config.max_response_body:
+                    raise UpstreamError("the upstream answer is too large",
+                                        code="upstream_too_large")
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(65536):
+                    body += chunk
+                    if len(body) > self.config.max_response_body:
+                        raise UpstreamError("the upstream answer is too large",
+                                            code="upstream_too_large")
+                status = resp.status
+                up_headers = {k.lower(): v for k, v in resp.headers.items()
+                              if k.lower() not in HOP_BY_HOP}
+        except TimeoutError as exc:
+            self.metrics.upstream.labels(api, "timeout").inc()
+            raise UpstreamTimeout("the upstream did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            self.metrics.upstream.labels(api, "error").inc()
+            raise UpstreamError("the upstream could not be reached") from exc
+        self.metrics.upstream.labels(api, status_class(status)).inc()
+        self.metrics.upstream_duration.labels(api).observe(time.perf_counter() - started)
+        if status >= 500:
+            raise UpstreamError(f"the upstream failed ({status})")
+        if 300 <= status < 400:
+            raise UpstreamError("the upstream answered with a redirect", code="upstream_redirect")
+        return status, up_headers, bytes(body)
+
+    # --- output --------------------------------------------------------------------------
+    def _audit(self, ex: Exchange, status: int, outcome: str,
+               error: dict[str, str] | None) -> Any:
+        subject = None
+        if ex.subject is not None:
+            s = ex.subject
+            subject = {
+                "id": s.id, "name": s.name, "roles": sorted(s.roles), "client_id": s.client_id,
+                "domain": s.department, "organization": s.attributes.get("organization"),
+            }
+        decision = None
+        if ex.decision is not None:
+            d = ex.decision
+            decision = {
+                "effect": d.effect, "reason": d.reason, "rule_id": d.rule_id,
+                "ruleset": d.ruleset, "ruleset_version": d.ruleset_version,
+                "matched_rules": d.matched_rules,
+                "obligations": [o.type for o in d.obligations],
+            }
+        event = access_event(
+            request_id=ex.request_id, method=ex.method, path=ex.path, query_keys=ex.query_keys,
+            status=status, outcome=outcome, source_ip=ex.source_ip, user_agent=ex.user_agent,
+            started_ns=ex.started_ns, ended_ns=time.time_ns(), subject=subject,
+            decision=decision, data=ex.data, error=error,
+            upstream=ex.route.dataset.upstream_url if ex.route else None,
+        )
+        if ex.data is None and ex.route is not None:
+            event["ztgw"]["data"] = {
+                "dataset": ex.route.dataset.dataset,
+                "classification": ex.route.dataset.classification.label,
+            }
+        self.metrics.audit_events.labels("ztgw.access").inc()
+        return self.audit.emit(event)
+
+    async def _fail(self, err: GatewayError, ex: Exchange, send: Send) -> None:
+        # the answer is already a refusal, so a full audit queue cannot serve data unaudited
+        with contextlib.suppress(AuditUnavailable):
+            self._audit(ex, err.status, "failure", {"code": err.code, "message": err.message})
+        extra = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+        await self._send(send, err.status, extra, error_body(err.code, err.message, ex.request_id),
+                         ex, content_type=b"application/json")
+
+    async def _send(self, send: Send, status: int, headers: list[tuple[bytes, bytes]],
+                    body: bytes, ex: Exchange, content_type: bytes | None = None) -> None:
+        hdrs = list(headers)
+        if content_type is not None or not any(k == b"content-type" for k, _ in hdrs):
+            hdrs.append((b"content-type", content_type or b"application/json"))
+        hdrs.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.requests.labels("data", ex.method if ex.method in ACTIONS else "other",
+                                     status_class(status)).inc()
+        self.metrics.duration.labels("data").observe((time.time_ns() - ex.started_ns) / 1e9)

@@ -1,0 +1,240 @@
+"""The demo realm: departments, applications, users, datasets and the demo policy bundle.
+
+Everything here is for demonstration on a developer machine.  The fixed demo passwords and
+client secrets are printed by ``make run`` and written in README; ``ztgw scan passwords`` will
+(rightly) flag them.  Never seed a production home with the demo realm.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from ztgw.policies.domain import Classification
+
+from ..catalogue import Catalogue, Dataset
+from ..identity.client_secrets import SecretHasher
+from ..identity.directory import ClientRecord, Directory
+
+G, IMP, C = Classification.GENERAL, Classification.IMPORTANT, Classification.CORE
+
+POLICE, DATA_BUREAU, HRSS, MARKET = (
+    "市公安局",
+    "市大数据中心",
+    "市人力资源和社会保障局",
+    "市市场监督管理局",
+)
+
+
+@dataclass(frozen=True)
+class DemoClient:
+    client_id: str
+    name: str
+    secret: str | None
+    organization: str
+    roles: tuple[str, ...]
+    scope: str
+    clearance: Classification = G
+    grant_types: tuple[str, ...] = ("client_credentials",)
+    redirect_uris: tuple[str, ...] = ()
+    note: str = ""
+
+
+DEMO_CLIENTS = (
+    DemoClient(
+        "demo-analytics",
+        "城市运行数据分析平台",
+        "demo-analytics-secret-2026",
+        DATA_BUREAU,
+        ("population-analyst",),
+        "data.read",
+        IMP,
+        note="reads persons with ID number, mobile, name, address and birth date masked",
+    ),
+    DemoClient(
+        "demo-police",
+        "公安户政业务系统",
+        "demo-police-secret-2026",
+        POLICE,
+        ("population-officer",),
+        "data.read",
+        C,
+        note="reads persons with only the mobile masked; reads enterprises",
+    ),
+    DemoClient(
+        "demo-hrss",
+        "社保业务经办系统",
+        "demo-hrss-secret-2026",
+        HRSS,
+        ("social-security-officer",),
+        "data.read",
+        IMP,
+        note="reads contributions with bank card and ID number masked",
+    ),
+    DemoClient(
+        "demo-denied",
+        "已停用的第三方应用",
+        "demo-denied-secret-2026",
+        "某科技有限公司",
+        ("population-analyst", "suspended"),
+        "data.read",
+        G,
+        note="suspended: every data request is denied (deny overrides allow)",
+    ),
+)
+
+DEMO_DATASETS = (
+    Dataset(
+        dataset="population.persons",
+        title="人口基础信息",
+        route_prefix="/api/population/persons",
+        upstream_url="",
+        owner_department=POLICE,
+        key_field="id_number",
+        fields={
+            "id_number": C,
+            "name": IMP,
+            "gender": G,
+            "birth_date": IMP,
+            "ethnicity": IMP,
+            "mobile": IMP,
+            "address": IMP,
+            "district": G,
+            "district_code": G,
+            "marital_status": IMP,
+            "household_type": G,
+        },
+    ),
+    Dataset(
+        dataset="enterprise.companies",
+        title="企业登记信息",
+        route_prefix="/api/enterprise/companies",
+        upstream_url="",
+        owner_department=MARKET,
+        key_field="uscc",
+        fields={
+            "uscc": G,
+            "name": G,
+            "legal_representative": G,
+            "legal_rep_id_number": IMP,
+            "registered_capital": G,
+            "established": G,
+            "industry": G,
+            "status": G,
+            "address": G,
+            "district": G,
+            "district_code": G,
+            "contact_phone": IMP,
+        },
+    ),
+    Dataset(
+        dataset="social-security.contributions",
+        title="社会保险缴费记录",
+        route_prefix="/api/social-security/contributions",
+        upstream_url="",
+        owner_department=HRSS,
+        key_field="record_id",
+        fields={
+            "record_id": G,
+            "month": G,
+            "id_number": C,
+            "name": IMP,
+            "employer_uscc": G,
+            "employer_name": G,
+            "base_salary": IMP,
+            "pension_personal": IMP,
+            "pension_employer": IMP,
+            "medical": IMP,
+            "unemployment": IMP,
+            "bank_card": C,
+            "bank_name": G,
+        },
+    ),
+)
+
+
+def demo_bundle_dir() -> Path:
+    return Path(str(files("ztgw.policies").joinpath("bundles/demo")))
+
+
+def install_bundle(source: Path, target: Path) -> None:
+    """Copy a bundle folder into place atomically (a reader sees the old or the new one)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(target.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def seed(
+    directory: Directory,
+    catalogue: Catalogue,
+    hasher: SecretHasher,
+    bundle_target: Path,
+    upstream_url: str,
+) -> dict[str, Any]:
+    """Create (or reset) the demo realm; returns its accounts as a JSON-able dict."""
+    for c in DEMO_CLIENTS:
+        directory.put_client(
+            ClientRecord(
+                client_id=c.client_id,
+                name=c.name,
+                secret_hash=hasher.hash(c.secret) if c.secret else None,
+                public=c.secret is None,
+                redirect_uris=c.redirect_uris,
+                grant_types=c.grant_types,
+                scope=c.scope,
+                roles=c.roles,
+                department=c.organization,
+                organization=c.organization,
+                clearance=c.clearance,
+            )
+        )
+    for d in DEMO_DATASETS:
+        catalogue.put(
+            Dataset(
+                dataset=d.dataset,
+                title=d.title,
+                route_prefix=d.route_prefix,
+                upstream_url=upstream_url,
+                owner_department=d.owner_department,
+                fields=d.fields,
+                key_field=d.key_field,
+            )
+        )
+    install_bundle(demo_bundle_dir(), bundle_target)
+    return {
+        "clients": [
+            {
+                "client_id": c.client_id,
+                "client_secret": c.secret,
+                "name": c.name,
+                "organization": c.organization,
+                "roles": list(c.roles),
+                "scope": c.scope,
+                "grant_types": list(c.grant_types),
+                "note": c.note,
+            }
+            for c in DEMO_CLIENTS
+        ],
+        "routes": [
+            {
+                "dataset": d.dataset,
+                "title": d.title,
+                "prefix": d.route_prefix,
+                "owner": d.owner_department,
+                "classification": d.classification.label,
+                "upstream": upstream_url,
+            }
+            for d in DEMO_DATASETS
+        ],
+        "policy_bundle": "demo",
+    }

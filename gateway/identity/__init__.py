@@ -1,0 +1,1 @@
+"""Unified identity: the OpenID Connect provider, its keys, the directory and token checks."""

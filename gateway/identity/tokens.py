@@ -1,0 +1,151 @@
+"""JWT access tokens (RFC 9068): issued by the provider, verified by the data plane.
+
+Verification follows RFC 8725: an algorithm allow-list fixed by configuration (never the
+header's word alone), keys only from our own key ring (``jku``/``jwk``/``x5u``/``x5c`` headers
+are refused, never fetched), explicit typing (``typ: at+jwt``, so an ID token is not an access
+token), exact issuer, audience, ``exp``/``nbf`` with a small leeway.  Verified tokens are cached
+by their SHA-256 until they expire, so a hot client costs a dict look-up, not a signature check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from .keys import KeyRing
+
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type
+ALLOWED_ALGS = ("ES256", "RS256")  # RFC 8725 §3.1: the allow-list, per context
+FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "crit", "b64", "zip"})
+MAX_TOKEN_BYTES = 8192
+CACHE_MAX = 100_000
+
+
+class TokenInvalid(Exception):
+    """The token is not acceptable; ``reason`` is a short code safe for audit and metrics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    subject: str
+    client_id: str
+    scope: frozenset[str]
+    expires_at: int
+    jti: str
+    claims: dict[str, Any]
+
+
+class TokenIssuer:
+    def __init__(self, keyring: KeyRing, issuer: str, audience: str, ttl: int,
+                 alg: str = "ES256") -> None:
+        self.keyring, self.issuer, self.audience, self.ttl, self.alg = (
+            keyring, issuer, audience, ttl, alg
+        )
+
+    def issue_access_token(self, *, subject: str, client_id: str, scope: str,
+                           extra: dict[str, Any] | None = None) -> str:
+        key = self.keyring.signing_key(self.alg)
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.audience,
+            "client_id": client_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": secrets.token_urlsafe(16),
+        }
+        if scope:
+            claims["scope"] = scope
+        if extra:
+            claims.update(extra)
+        header = {"alg": self.alg, "kid": key.kid, "typ": ACCESS_TOKEN_TYP}
+        return jwt.encode(header, claims, key, algorithms=[self.alg])
+
+
+class AccessTokenVerifier:
+    def __init__(self, keyset: KeySet, issuer: str, audience: str, leeway: int = 30,
+                 algorithms: tuple[str, ...] = ALLOWED_ALGS) -> None:
+        self.keyset, self.issuer, self.audience, self.leeway = keyset, issuer, audience, leeway
+        self.algorithms = list(algorithms)
+        self._cache: dict[bytes, AccessToken] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> AccessToken:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise TokenInvalid("too_large", "the access token is too large")
+        digest = hashlib.sha256(token.encode("ascii", "replace")).digest()
+        now = time.time()
+        hit = self._cache.get(digest)
+        if hit is not None:
+            if hit.expires_at + self.leeway > now:
+                return hit
+            self._cache.pop(digest, None)
+            raise TokenInvalid("expired", "the access token has expired")
+        result = self._verify_uncached(token, now)
+        with self._lock:
+            if len(self._cache) >= CACHE_MAX:
+                self._evict(now)
+            self._cache[digest] = result
+        return result
+
+    def forget(self, token: str) -> None:
+        """Drop a token from the cache (revocation)."""
+        self._cache.pop(hashlib.sha256(token.encode("ascii", "replace")).digest(), None)
+
+    def _evict(self, now: float) -> None:
+        for k in [k for k, v in self._cache.items() if v.expires_at + self.leeway <= now]:
+            del self._cache[k]
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
+
+    def _verify_uncached(self, token: str, now: float) -> AccessToken:
+        if token.count(".") != 2:
+            raise TokenInvalid("malformed", "the access token is not a signed JWT")
+        try:
+            decoded = jwt.decode(token, self.keyset, algorithms=self.algorithms)
+        except JoseError as exc:
+            raise TokenInvalid("bad_signature", f"the access token does not verify: {exc.error}") from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            raise TokenInvalid("malformed", "the access token is malformed") from exc
+        header, claims = decoded.header, decoded.claims
+        if FORBIDDEN_HEADERS & set(header):
+            raise TokenInvalid("forbidden_header", "the token header names keys or extensions")
+        if header.get("typ") != ACCESS_TOKEN_TYP:
+            raise TokenInvalid("wrong_type", "the token is not an access token (typ at+jwt)")
+        if claims.get("iss") != self.issuer:
+            raise TokenInvalid("wrong_issuer", "the access token was issued by someone else")
+        aud = claims.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        if self.audience not in auds:
+            raise TokenInvalid("wrong_audience", "the access token is not for this API")
+        exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
+        if not isinstance(exp, int) or exp + self.leeway <= now:
+            raise TokenInvalid("expired", "the access token has expired")
+        if isinstance(nbf, int) and nbf - self.leeway > now:
+            raise TokenInvalid("not_yet_valid", "the access token is not valid yet")
+        sub, client_id = claims.get("sub"), claims.get("client_id")
+        if not isinstance(sub, str) or not isinstance(client_id, str):
+            raise TokenInvalid("malformed", "the access token lacks sub or client_id")
+        scope = claims.get("scope", "")
+        return AccessToken(
+            subject=sub,
+            client_id=client_id,
+            scope=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+            expires_at=exp,
+            jti=str(claims.get("jti", "")),
+            claims=dict(claims),
+        )
