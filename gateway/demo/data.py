@@ -100,15 +100,12 @@ _MALE_CHARS = (
     "伟强磊军勇杰涛斌超明刚平辉鹏华飞鑫波宇浩凯健俊帆帅旭宁龙林洋"
     "峰建国志文东海成亮晨阳博轩睿泽子豪然铭航振宏毅庆德"
 )
-_FEMALE_CHARS = (
-    "芳娜敏静丽艳娟霞秀玲燕婷雪慧红梅琳颖倩欣悦怡琪涵萱妍佳雨思诗晓莉萍洁蕾月瑶彤丹凤桂兰英琴"
-)
+_FEMALE_CHARS = "芳娜敏静丽艳娟霞秀玲燕婷雪慧红梅琳颖倩欣悦怡琪涵萱妍佳雨思诗晓莉萍洁蕾月瑶彤丹凤桂兰英琴"
 _SHARED_CHARS = "文明华佳一子晓嘉安清晨雨春秋心宁"
 
 # Approximate share (per mille) of the population, 2020 census; the rest are listed later.
 _ETHNICITIES = (
-    "汉族911 壮族14 回族8 满族7 维吾尔族8 苗族8 彝族7 土家族7 藏族5 蒙古族4 侗族2 布依族3 "
-    "瑶族2 白族1 朝鲜族1"
+    "汉族911 壮族14 回族8 满族7 维吾尔族8 苗族8 彝族7 土家族7 藏族5 蒙古族4 侗族2 布依族3 瑶族2 白族1 朝鲜族1"
 )
 _ROADS = _words(
     "中山路 人民路 解放路 建设路 和平路 新华路 文化路 胜利路 光明路 友谊路 "
@@ -376,9 +373,7 @@ def _companies(
     return out
 
 
-def _legal_rep(
-    rng: random.Random, persons: list[Record], local: Sequence[int], established: date
-) -> Record:
+def _legal_rep(rng: random.Random, persons: list[Record], local: Sequence[int], established: date) -> Record:
     """A person who lives in the company's city (if any) and was an adult when it opened."""
     latest = established.replace(year=established.year - 22, day=1).isoformat()
     for candidates in (local, range(len(persons))):
@@ -406,9 +401,7 @@ def _contributions(
     eligible = [
         p
         for p in persons
-        if 18
-        <= _age(date.fromisoformat(p["birth_date"]), AS_OF)
-        < (60 if p["gender"] == "男" else 55)
+        if 18 <= _age(date.fromisoformat(p["birth_date"]), AS_OF) < (60 if p["gender"] == "男" else 55)
     ]
     chosen = sorted(rng.sample(range(len(eligible)), min(count, len(eligible))))
     cards: set[str] = set()

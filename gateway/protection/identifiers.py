@@ -210,9 +210,7 @@ def is_valid_id_number(s: str, *, today: date | None = None, known_region: bool 
         return False
     if id_check_char(s[:17]) != s[17]:
         return False
-    return is_valid_region_code(s[:6], known_only=known_region) and _birth_ok(
-        _parse_date(s[6:14]), today
-    )
+    return is_valid_region_code(s[:6], known_only=known_region) and _birth_ok(_parse_date(s[6:14]), today)
 
 
 def is_valid_id_number_15(s: str, *, known_region: bool = False) -> bool:
@@ -357,8 +355,7 @@ _MOBILE_CARRIERS: MappingProxyType[str, str] = MappingProxyType(
     {
         **dict.fromkeys(
             _words(
-                "134 135 136 137 138 139 147 150 151 152 157 158 159 172 178 "
-                "182 183 184 187 188 195 197 198"
+                "134 135 136 137 138 139 147 150 151 152 157 158 159 172 178 182 183 184 187 188 195 197 198"
             ),
             "中国移动",
         ),

@@ -334,9 +334,7 @@ def test_gazetteer_contents() -> None:
 
 
 def test_gazetteer_codes_are_consistent() -> None:
-    raw = json.loads(
-        resources.files("ztgw.gateway.protection").joinpath("gazetteer.json").read_text("utf-8")
-    )
+    raw = json.loads(resources.files("ztgw.gateway.protection").joinpath("gazetteer.json").read_text("utf-8"))
     assert raw["source"]
     codes = [d.code for d in GAZ.districts]
     assert len(codes) == len(set(codes))
