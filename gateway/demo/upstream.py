@@ -21,8 +21,9 @@ served like ``GET`` without a body (RFC 9110 §9.3.2); other methods get 405.
 
 from __future__ import annotations
 
+import csv
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
@@ -86,15 +87,26 @@ class _HTTPError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _csv_field(value: object) -> str:
-    text = str(value)
-    if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
+class _LineSink:
+    """A file for :func:`csv.writer` that keeps each written row as its own line."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def write(self, line: str) -> int:
+        self.lines.append(line.encode("utf-8"))
+        return len(line)
+
+
+def _csv_lines(rows: Iterable[Sequence[object]]) -> list[bytes]:
+    """RFC 4180 lines: CRLF ends, fields quoted only when they hold , " CR or LF."""
+    sink = _LineSink()
+    csv.writer(sink, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL).writerows(rows)
+    return sink.lines
 
 
 def _csv_line(values: Sequence[object]) -> bytes:
-    return (",".join(_csv_field(v) for v in values) + "\r\n").encode("utf-8")
+    return _csv_lines([values])[0]
 
 
 class _Table:
@@ -106,7 +118,7 @@ class _Table:
         self.key = DATASET_KEYS[name]
         self.json_rows = [orjson.dumps(r) for r in records]
         self.csv_header = _csv_line(self.fields)
-        self.csv_rows = [_csv_line([r[f] for f in self.fields]) for r in records]
+        self.csv_rows = _csv_lines([r[f] for f in self.fields] for r in records)
         self.by_key = {str(r[self.key]): i for i, r in enumerate(records)}
         self.all_rows = range(len(records))
         self.indexes: dict[str, dict[str, list[int]]] = {}
