@@ -99,7 +99,7 @@ class AuditStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
-                f"INSERT OR IGNORE INTO events ({cols}) VALUES ({marks})",  # noqa: S608 - fixed names
+                f"INSERT INTO events ({cols}) VALUES ({marks}) ON CONFLICT(id) DO NOTHING",  # noqa: S608
                 [_row(d) for d in docs],
             )
             conn.execute("COMMIT")

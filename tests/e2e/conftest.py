@@ -1,0 +1,113 @@
+"""A real ztgw: `ztgw init`, `ztgw demo seed`, the demo upstream and `ztgw serve` as
+subprocesses on free loopback ports.  Tests talk to them over HTTP only."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ZTGW = [sys.executable, "-m", "ztgw.gateway"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@dataclass
+class RunningGateway:
+    base: str
+    upstream: str
+    home: Path
+    accounts: dict[str, Any]
+    env: dict[str, str]
+
+    def secret(self, client_id: str) -> str:
+        return next(c["client_secret"] for c in self.accounts["clients"]
+                    if c["client_id"] == client_id)
+
+    def token(self, client_id: str) -> str:
+        r = httpx.post(f"{self.base}/oauth2/token", data={"grant_type": "client_credentials"},
+                       auth=(client_id, self.secret(client_id)), timeout=10)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*ZTGW, *args], env=self.env, capture_output=True, text=True,
+                              timeout=60)
+
+    def cli_json(self, *args: str) -> Any:
+        out = self.cli(*args)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+
+def start_processes(home: Path, extra_env: dict[str, str] | None = None
+                    ) -> tuple[RunningGateway, list[subprocess.Popen[bytes]]]:
+    gw_port, up_port = free_port(), free_port()
+    env = {**os.environ, "ZTGW_HOME": str(home), **(extra_env or {})}
+    env.pop("ZTGW_CONFIG", None)
+    upstream = f"http://127.0.0.1:{up_port}"
+    subprocess.run([*ZTGW, "init"], env=env, check=True, capture_output=True, timeout=60)
+    seeded = subprocess.run([*ZTGW, "demo", "seed", "--json", "--upstream-url", upstream],
+                            env=env, check=True, capture_output=True, text=True, timeout=60)
+    procs = [
+        subprocess.Popen([*ZTGW, "demo", "upstream", "--port", str(up_port)], env=env),
+        subprocess.Popen([*ZTGW, "serve", "--port", str(gw_port)], env=env),
+    ]
+    base = f"http://127.0.0.1:{gw_port}"
+    try:
+        wait_http(f"{upstream}/api/population/persons?size=1", procs[0])
+        wait_http(f"{base}/readyz", procs[1])
+    except Exception:
+        stop_processes(procs)
+        raise
+    gw = RunningGateway(base=base, upstream=upstream, home=home,
+                        accounts=json.loads(seeded.stdout), env=env)
+    return gw, procs
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    gw, procs = start_processes(tmp_path_factory.mktemp("ztgw-home"))
+    try:
+        yield gw
+    finally:
+        stop_processes(procs)
