@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.log import AuditLog
 from ztgw.audit.store import AuditStore

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+
 from ztgw.audit.cli import app as audit_app
 from ztgw.audit.store import AuditStore
 from ztgw.policies.domain import Classification

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 import orjson
+
 from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.events import access_event
 from ztgw.audit.log import AuditLog

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
 from ztgw.policies.domain import Classification
 
 metadata = sa.MetaData()

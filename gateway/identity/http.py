@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+
 from ztgw.audit.events import auth_event
 
 from ..http import JSONResponse as ORJSONResponse

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ztgw.gateway.demo.realm import demo_bundle_dir
 from ztgw.policies.bundle import load_bundle, parse_bundle
 from ztgw.policies.domain import Classification, Environment, Resource, Subject
 from ztgw.policies.engine import CompiledPolicy
 from ztgw.policies.errors import BundleError
-from ztgw.gateway.demo.realm import demo_bundle_dir
 
 NOW = Environment(time=datetime(2026, 11, 20, 3, 0, tzinfo=UTC))  # 11:00 Beijing time
 
