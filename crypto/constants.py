@@ -8,8 +8,9 @@ from typing import Final
 #: parties agreed on none. OpenSSL 3 has *no* default: pass ``distid:1234567812345678``.
 SM2_DEFAULT_ID: Final[bytes] = b"1234567812345678"
 
-#: GB/T 32918.2 §5.5: ENTL is a 16-bit bit length, so the identifier is < 8192 bytes.
-SM2_MAX_ID_BYTES: Final[int] = 8191
+#: GB/T 32918.2 §5.5: ENTL is a 16-bit bit length, so the identifier is < 8192 bytes;
+#: OpenSSL 3 refuses id_len >= 65535 // 8, so 8190 is the longest that interoperates.
+SM2_MAX_ID_BYTES: Final[int] = 8190
 
 #: SM4 block and key size in bytes (GB/T 32907).
 SM4_KEY_BYTES: Final[int] = 16

@@ -79,7 +79,7 @@ class CiphertextFormat(StrEnum):
 def _ident(id: bytes | str) -> bytes:
     ident = id.encode("utf-8") if isinstance(id, str) else bytes(id)
     if len(ident) > SM2_MAX_ID_BYTES:
-        raise MalformedInput("SM2 identifier longer than 8191 bytes (ENTL is 16 bits)")
+        raise MalformedInput(f"SM2 identifier longer than {SM2_MAX_ID_BYTES} bytes")
     return ident
 
 
