@@ -9,6 +9,7 @@ branch, so malformed input is never mistaken for forged data::
     ├── VerificationFailed    the input was well formed but did not authenticate
     │   ├── InvalidSignature  SM2 / JWS signature does not match
     │   ├── InvalidTag        AEAD tag or SM2 C3 check failed: wrong key, AAD or tampering
+    │   ├── InvalidCertificate  chain does not verify (signature, validity, CA rules, usage)
     │   └── InvalidPassword   password does not match its verifier
     ├── KeyNotFound           (also LookupError) no key with that id in the key set / store
     ├── UnsupportedAlgorithm  algorithm not allowed here (RFC 8725 §3.1 allow-lists)
@@ -20,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "CryptoError",
+    "InvalidCertificate",
     "InvalidPassword",
     "InvalidSignature",
     "InvalidTag",
@@ -51,6 +53,10 @@ class InvalidSignature(VerificationFailed):
 
 class InvalidTag(VerificationFailed):
     """Authenticated decryption failed: wrong key, wrong AAD, or modified ciphertext."""
+
+
+class InvalidCertificate(VerificationFailed):
+    """A certificate or chain failed validation; the message says which rule."""
 
 
 class InvalidPassword(VerificationFailed):
