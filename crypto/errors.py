@@ -10,6 +10,7 @@ branch, so malformed input is never mistaken for forged data::
     │   ├── InvalidSignature  SM2 / JWS signature does not match
     │   ├── InvalidTag        AEAD tag or SM2 C3 check failed: wrong key, AAD or tampering
     │   ├── InvalidCertificate  chain does not verify (signature, validity, CA rules, usage)
+    │   ├── InvalidClaims     JWT signature fine, claims not (expired, wrong iss/aud/typ)
     │   └── InvalidPassword   password does not match its verifier
     ├── KeyNotFound           (also LookupError) no key with that id in the key set / store
     ├── UnsupportedAlgorithm  algorithm not allowed here (RFC 8725 §3.1 allow-lists)
@@ -22,6 +23,7 @@ __all__ = [
     "BackendUnavailable",
     "CryptoError",
     "InvalidCertificate",
+    "InvalidClaims",
     "InvalidPassword",
     "InvalidSignature",
     "InvalidTag",
@@ -57,6 +59,10 @@ class InvalidTag(VerificationFailed):
 
 class InvalidCertificate(VerificationFailed):
     """A certificate or chain failed validation; the message says which rule."""
+
+
+class InvalidClaims(VerificationFailed):
+    """A JWT whose signature verified but whose claims are not acceptable."""
 
 
 class InvalidPassword(VerificationFailed):
