@@ -12,7 +12,7 @@ A bundle is a folder ``policies/bundles/<name>/`` holding ``policy.yaml``::
         subjects: [role:population-reader]   # client:ID, user:NAME, role:R, dept:D or "*"
         datasets: [population.persons]       # exact, prefix glob "population.*", or "*"
         actions: [read]
-        when: {clearance_at_least: 重要}      # optional declarative conditions
+        when: {clearance_at_least: 重要}      # optional declarative conditions (conditions.py)
         obligations:
           - type: mask
             fields: {id_number: {strategy: keep, first: 6, last: 4}}
@@ -24,6 +24,7 @@ evaluated as code.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,16 +32,38 @@ from typing import Any
 
 import yaml
 
-from .domain import Classification, Effect, Obligation
+from .conditions import CONDITIONS, Condition, compile_conditions
+from .domain import Effect, Obligation
 from .errors import BundleError
+from .obligations import validate_obligation
 
 POLICY_FILE = "policy.yaml"
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024  # a bundle bigger than this is a mistake, not a policy
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SUBJECT = re.compile(r"^(\*|(client|user|role|dept):[^\s,]{1,128})$")
 _DATASET = re.compile(r"^(\*|[a-z0-9_-]+(\.[a-z0-9_-]+)*(\.\*)?)$")
+_DATASET_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 ACTIONS = frozenset({"read", "write", "delete", "admin", "*"})
-CONDITIONS = frozenset({"clearance_at_least", "zones", "hours", "acr_in", "max_risk"})
+MAX_RULES = 200_000
+
+
+def canonical_dataset(value: str) -> str | None:
+    """The one spelling of a dataset id, or None if it is not one (callers deny).
+
+    NFKC folds full-width and compatibility characters, case is folded, and trailing ``/``
+    or ``.`` are dropped, so ``Population.Persons/`` and ``ｐｏｐｕｌａｔｉｏｎ.persons`` name
+    the same dataset as ``population.persons`` — for deny rules as much as for allow rules.
+    """
+    text = unicodedata.normalize("NFKC", value).casefold().rstrip("/.")
+    return text if _DATASET_NAME.match(text) else None
+
+
+def canonical_subject(value: str) -> str:
+    """The one spelling of a subject key: NFKC everywhere; role names also case-folded."""
+    text = unicodedata.normalize("NFKC", value)
+    if text.startswith("role:"):
+        return "role:" + text[5:].casefold()
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +76,7 @@ class Rule:
     when: Mapping[str, Any] = field(default_factory=dict)
     obligations: tuple[Obligation, ...] = ()
     description: str = ""
+    conditions: tuple[Condition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +84,7 @@ class PolicyBundle:
     name: str
     version: str
     rules: tuple[Rule, ...]
-    role_links: tuple[tuple[str, str], ...] = ()
+    role_links: tuple[tuple[str, ...], ...] = ()
     source: Path | None = None
 
 
@@ -90,7 +114,10 @@ def parse_bundle(doc: Any) -> PolicyBundle:
     name = _text(doc.get("bundle"), "bundle")
     version = _text(doc.get("version"), "version")
     links = tuple(_role_link(item) for item in _list(doc.get("roles", []), "roles"))
-    rules = tuple(_rule(item, i) for i, item in enumerate(_list(doc.get("rules"), "rules")))
+    items = _list(doc.get("rules"), "rules")
+    if len(items) > MAX_RULES:
+        raise BundleError(f"a bundle holds at most {MAX_RULES} rules")
+    rules = tuple(_rule(item, i) for i, item in enumerate(items))
     seen: set[str] = set()
     for rule in rules:
         if rule.id in seen:
@@ -124,13 +151,9 @@ def _rule(item: Any, index: int) -> Rule:
     when = item.get("when") or {}
     if not isinstance(when, dict) or set(when) - CONDITIONS:
         raise BundleError(f"{where}: 'when' keys must be among {sorted(CONDITIONS)}")
-    if "clearance_at_least" in when:
-        try:
-            Classification.parse(when["clearance_at_least"])
-        except ValueError as exc:
-            raise BundleError(f"{where}: {exc}") from exc
+    conditions = compile_conditions(when, f"{where}.when")
     obligations = tuple(
-        _obligation(o, rule_id, f"{where}.obligations[{i}]")
+        validate_obligation(o, rule_id, f"{where}.obligations[{i}]")
         for i, o in enumerate(_list(item.get("obligations", []), f"{where}.obligations"))
     )
     if effect == "deny" and obligations:
@@ -144,34 +167,34 @@ def _rule(item: Any, index: int) -> Rule:
         when=dict(when),
         obligations=obligations,
         description=str(item.get("description", "")),
+        conditions=conditions,
     )
 
 
-def _obligation(item: Any, rule_id: str, where: str) -> Obligation:
-    if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-        raise BundleError(f"{where}: an obligation is a mapping with a 'type'")
-    params = {k: v for k, v in item.items() if k != "type"}
-    return Obligation(type=item["type"], params=params, rule_id=rule_id)
-
-
-def _role_link(item: Any) -> tuple[str, str]:
+def _role_link(item: Any) -> tuple[str, ...]:
+    """``[member, role]`` holds in every department; ``[member, role, 部门]`` only in that one."""
     if (
         not isinstance(item, list | tuple)
-        or len(item) != 2
-        or not all(isinstance(x, str) and _SUBJECT.match(x) for x in item)
+        or len(item) not in (2, 3)
+        or not all(isinstance(x, str) and _SUBJECT.match(x) for x in item[:2])
+        or (len(item) == 3 and (not isinstance(item[2], str) or not item[2].strip()))
     ):
-        raise BundleError(f"roles entries are [member, role] pairs of subject ids, got {item!r}")
-    return item[0], item[1]
+        raise BundleError(f"roles entries are [member, role] or [member, role, department], "
+                          f"got {item!r}")
+    link = (canonical_subject(item[0]), canonical_subject(item[1]))
+    return (*link, unicodedata.normalize("NFKC", item[2])) if len(item) == 3 else link
 
 
 def _patterns(value: Any, pattern: re.Pattern[str], where: str) -> tuple[str, ...]:
     items = _list(value, where)
     if not items:
         raise BundleError(f"{where} must not be empty")
+    out: list[str] = []
     for x in items:
         if not isinstance(x, str) or not pattern.match(x):
             raise BundleError(f"{where}: {x!r} is not a valid pattern")
-    return tuple(items)
+        out.append(canonical_subject(x) if pattern is _SUBJECT else x)
+    return tuple(dict.fromkeys(out))
 
 
 def _list(value: Any, where: str) -> Sequence[Any]:

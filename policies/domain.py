@@ -80,6 +80,7 @@ class Resource:
     owner_department: str | None = None
     record_id: str | None = None
     fields: Mapping[str, Classification] = field(default_factory=lambda: _EMPTY)
+    attributes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)  # e.g. region
 
 
 Action = Literal["read", "write", "delete", "admin"]
@@ -94,6 +95,8 @@ class Environment:
     zone: str | None = None
     acr: str | None = None
     risk_score: int = 0
+    device: str | None = None  # device posture as the edge reports it: managed, compliant, …
+    attributes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,97 +1,116 @@
 """The decision engine: bundles compiled once to a casbin model + an index of closures.
 
 Casbin holds the canonical form of the policy (``p`` rows per subject/dataset/action and
-``g`` rows for the role hierarchy, see :data:`CASBIN_MODEL`); its role manager resolves role
-inheritance.  Requests are decided from an index keyed by (dataset, action) whose entries are
-precompiled predicates, so a decision costs a few dict look-ups and set intersections rather
-than a scan of every row.  ``tests/policies`` checks that the index and casbin's own
-``Enforcer`` agree on every decision.
+``g`` rows for the role hierarchy with department domains, see :data:`CASBIN_MODEL`); its role
+manager resolves role inheritance.  Requests are decided from an index built at load:
+``(dataset, action) → subject key → rules`` whose entries carry precompiled predicates, so a
+decision costs a few dict look-ups instead of a scan of every row, and its size barely depends
+on the number of rules.  ``tests/policies`` checks that the index and casbin's own ``Enforcer``
+agree on every decision, and ``bench/policy_bench.py`` measures both.
 
-Semantics: default deny; deny overrides allow; obligations of every matching allow rule are
-merged (the stricter mask wins on a field).
+Semantics: default deny; deny overrides allow (whatever the order); a rule applies when its
+subject, dataset and action match and all its conditions hold; the deciding rule of an allow
+is the first applying allow rule in bundle order; obligations of every applying allow rule are
+merged (the stricter wins, see :mod:`.obligations`).  Identifiers are compared in canonical
+form (:func:`.bundle.canonical_dataset`, :func:`.bundle.canonical_subject`); a dataset id that
+has no canonical form is denied.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import time as dtime
-from functools import lru_cache
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import casbin
 
-from .bundle import PolicyBundle, Rule
+from .bundle import PolicyBundle, Rule, canonical_dataset, canonical_subject
+from .conditions import Predicate, fuse, nfkc
 from .domain import Action, Classification, Decision, Environment, Obligation, Resource, Subject
-from .obligations import merge_obligations
+from .obligations import MASK, ROW_FILTER, STEP_UP, is_template, merge_obligations
 
 CASBIN_MODEL = """
 [request_definition]
-r = sub, obj, act
+r = sub, dom, obj, act
 
 [policy_definition]
 p = sub, obj, act, eft, rid
 
 [role_definition]
-g = _, _
+g = _, _, _
 
 [policy_effect]
 e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
 
 [matchers]
-m = (p.sub == "*" || g(r.sub, p.sub)) && keyMatch(r.obj, p.obj) && (p.act == "*" || r.act == p.act)
+m = (p.sub == "*" || g(r.sub, p.sub, r.dom) || g(r.sub, p.sub, "*")) && keyMatch(r.obj, p.obj) \
+&& (p.act == "*" || r.act == p.act)
 """
-
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # time windows in rules are Beijing time
-Predicate = Callable[[Subject, Resource, Environment], bool]
+GLOBAL_DOMAIN = "*"  # role links that hold in every department
+MAX_CACHE = 262_144  # memo entries per compiled policy (subjects × datasets seen); then reset
+ROLE_DEPTH = 16  # longest role chain followed (casbin's default is 10)
 
 
 @dataclass(frozen=True, slots=True)
-class _Compiled:
+class CompiledRule:
+    index: int
     rule: Rule
-    subjects: frozenset[str]
-    any_subject: bool
-    condition: Predicate | None
+    deny: bool
+    check: Predicate | None
+    templated: bool  # obligations resolved per request
 
 
-def _compile_condition(rule: Rule) -> Predicate | None:
-    checks: list[Predicate] = []
-    when = rule.when
-    if "clearance_at_least" in when:
-        level = Classification.parse(when["clearance_at_least"])
-        checks.append(lambda s, r, e, level=level: s.clearance >= level)
-    if "zones" in when:
-        zones = frozenset(str(z) for z in when["zones"])
-        checks.append(lambda s, r, e, zones=zones: e.zone in zones)
-    if "acr_in" in when:
-        acrs = frozenset(str(a) for a in when["acr_in"])
-        checks.append(lambda s, r, e, acrs=acrs: e.acr in acrs)
-    if "max_risk" in when:
-        limit = int(when["max_risk"])
-        checks.append(lambda s, r, e, limit=limit: e.risk_score <= limit)
-    if "hours" in when:
-        start_s, _, end_s = str(when["hours"]).partition("-")
-        start, end = dtime.fromisoformat(start_s.strip()), dtime.fromisoformat(end_s.strip())
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """How one rule that targets the dataset and action fared (for explanations)."""
 
-        def in_window(s: Subject, r: Resource, e: Environment) -> bool:
-            now = e.time.astimezone(LOCAL_TZ).time()
-            return start <= now < end if start <= end else (now >= start or now < end)
+    rule_id: str
+    effect: str
+    subject_matched: bool
+    failed_conditions: tuple[str, ...]
+    applied: bool
+    description: str = ""
 
-        checks.append(in_window)
-    if not checks:
-        return None
-    if len(checks) == 1:
-        return checks[0]
-    return lambda s, r, e: all(c(s, r, e) for c in checks)
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule_id": self.rule_id, "effect": self.effect,
+                "subject_matched": self.subject_matched,
+                "failed_conditions": list(self.failed_conditions), "applied": self.applied,
+                "description": self.description}
 
 
-def _dataset_matches(dataset: str, pattern: str) -> bool:
-    if pattern == "*":
-        return True
-    if pattern.endswith(".*"):
-        return dataset.startswith(pattern[:-1])
-    return dataset == pattern
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    decision: Decision
+    subject_keys: tuple[str, ...]
+    dataset: str | None
+    rules: tuple[RuleTrace, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"decision": decision_dict(self.decision), "subject_keys": list(self.subject_keys),
+                "dataset": self.dataset, "rules": [t.as_dict() for t in self.rules]}
+
+
+def decision_dict(d: Decision) -> dict[str, Any]:
+    return {"effect": d.effect, "reason": d.reason, "rule_id": d.rule_id, "ruleset": d.ruleset,
+            "ruleset_version": d.ruleset_version, "matched_rules": list(d.matched_rules),
+            "obligations": [{"type": o.type, **_plain(o.params), "rule_id": o.rule_id}
+                            for o in d.obligations]}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _pattern_keys(dataset: str) -> tuple[str, ...]:
+    """Every dataset pattern that matches ``dataset``: itself, each ``prefix.*``, and ``*``."""
+    parts = dataset.split(".")
+    globs = [".".join(parts[:i]) + ".*" for i in range(len(parts) - 1, 0, -1)]
+    return (dataset, *globs, "*")
 
 
 class CompiledPolicy:
@@ -99,27 +118,42 @@ class CompiledPolicy:
 
     def __init__(self, bundle: PolicyBundle) -> None:
         self.bundle = bundle
-        self._rules = tuple(
-            _Compiled(
-                rule=r,
-                subjects=frozenset(s for s in r.subjects if s != "*"),
-                any_subject="*" in r.subjects,
-                condition=_compile_condition(r),
-            )
-            for r in bundle.rules
+        self.rules = tuple(
+            CompiledRule(index=i, rule=r, deny=r.effect == "deny", check=fuse(r.conditions),
+                         templated=any(is_template(o) for o in r.obligations))
+            for i, r in enumerate(bundle.rules)
         )
+        self._by_id = {c.rule.id: c for c in self.rules}
+        # (dataset pattern, action) -> subject key ("*" for anyone) -> rule indices
+        self._table: dict[tuple[str, str], dict[str, list[int]]] = {}
+        for c in self.rules:
+            for ds in c.rule.datasets:
+                for act in c.rule.actions:
+                    bucket = self._table.setdefault((ds, act), {})
+                    for sub in c.rule.subjects:
+                        bucket.setdefault(sub, []).append(c.index)
         self._enforcer = self._build_enforcer(bundle, with_rules=False)
-        self._index_lock = threading.Lock()
-        self._index: dict[tuple[str, str], tuple[_Compiled, ...]] = {}
-        self._expand = lru_cache(maxsize=65536)(self._expand_uncached)
+        self._roles = self._enforcer.get_role_manager()
+        self._lock = threading.Lock()
+        self._slots: dict[tuple[str, str], dict[str, tuple[CompiledRule, ...]]] = {}
+        self._keys: dict[tuple[Any, ...], frozenset[str]] = {}
+        self._candidates: dict[tuple[Any, ...], tuple[CompiledRule, ...]] = {}
+        self._allow_decisions: dict[tuple[int, ...], Decision] = {}
+        self._deny_decisions = {
+            c.index: Decision(effect="deny", reason=f"denied by rule {c.rule.id}",
+                              rule_id=c.rule.id, ruleset=bundle.name,
+                              ruleset_version=bundle.version, matched_rules=(c.rule.id,))
+            for c in self.rules if c.deny
+        }
 
+    # --- casbin ----------------------------------------------------------------------------
     @staticmethod
     def _build_enforcer(bundle: PolicyBundle, *, with_rules: bool) -> casbin.Enforcer:
         model = casbin.model.Model()
         model.load_model_from_text(CASBIN_MODEL)
         enforcer = casbin.Enforcer(model)
         if bundle.role_links:
-            enforcer.add_grouping_policies([list(link) for link in bundle.role_links])
+            enforcer.add_grouping_policies([list(link) for link in casbin_role_rows(bundle)])
         if with_rules:
             enforcer.add_policies(list(casbin_policy_rows(bundle)))
         return enforcer
@@ -128,71 +162,254 @@ class CompiledPolicy:
         """A full casbin Enforcer over the compiled rows (conditions are not expressible)."""
         return self._build_enforcer(self.bundle, with_rules=True)
 
-    def _expand_uncached(self, keys: frozenset[str]) -> frozenset[str]:
+    # --- subjects --------------------------------------------------------------------------
+    def _expand(self, keys: Iterable[str], domain: str | None) -> frozenset[str]:
         out = set(keys)
-        for key in keys:
-            out.update(self._enforcer.get_implicit_roles_for_user(key))
+        frontier = list(out)
+        domains = (GLOBAL_DOMAIN,) if domain is None else (GLOBAL_DOMAIN, domain)
+        for _ in range(ROLE_DEPTH):
+            nxt: list[str] = []
+            for key in frontier:
+                for dom in domains:
+                    for role in self._roles.get_roles(key, dom):
+                        if role not in out:
+                            out.add(role)
+                            nxt.append(role)
+            if not nxt:
+                break
+            frontier = nxt
         return frozenset(out)
 
-    def _candidates(self, dataset: str, action: str) -> tuple[_Compiled, ...]:
-        key = (dataset, action)
-        found = self._index.get(key)
-        if found is None:
-            found = tuple(
-                c
-                for c in self._rules
-                if ("*" in c.rule.actions or action in c.rule.actions)
-                and any(_dataset_matches(dataset, p) for p in c.rule.datasets)
-            )
-            with self._index_lock:
-                if len(self._index) < 100_000:  # datasets are a catalogue, but bound it anyway
-                    self._index[key] = found
+    def subject_keys(self, subject: Subject) -> frozenset[str]:
+        """The subject's ids, roles (with inherited ones) and department, canonical."""
+        memo = (subject.id, subject.client_id, subject.roles, subject.department)
+        found = self._keys.get(memo)
+        if found is not None:
+            return found
+        dept = nfkc(subject.department) if subject.department else None
+        keys = {canonical_subject(subject.id), canonical_subject(f"client:{subject.client_id}")}
+        roles = {canonical_subject(f"role:{r}") for r in subject.roles}
+        keys.update(roles)
+        if dept:
+            keys.add(f"dept:{dept}")
+        expanded = self._expand(keys, dept)
+        if dept:  # role in its department domain: role:R@D
+            expanded |= {canonical_subject(f"{k}@{dept}") for k in expanded if k.startswith("role:")}
+        with self._lock:
+            if len(self._keys) >= MAX_CACHE:
+                self._keys.clear()
+            self._keys[memo] = expanded
+        return expanded
+
+    # --- index -----------------------------------------------------------------------------
+    def _slot(self, dataset: str, action: str) -> dict[str, tuple[CompiledRule, ...]]:
+        """subject key → rules that target (dataset, action), merged over every pattern."""
+        slot = self._slots.get((dataset, action))
+        if slot is not None:
+            return slot
+        merged: dict[str, set[int]] = {}
+        for pat in _pattern_keys(dataset):
+            for act in (action, "*"):
+                for key, idx in self._table.get((pat, act), {}).items():
+                    merged.setdefault(key, set()).update(idx)
+        slot = {k: tuple(self.rules[i] for i in sorted(v)) for k, v in merged.items()}
+        with self._lock:
+            if len(self._slots) >= MAX_CACHE:
+                self._slots.clear()
+            self._slots[(dataset, action)] = slot
+        return slot
+
+    def candidates(self, keys: frozenset[str], dataset: str, action: str
+                   ) -> tuple[CompiledRule, ...]:
+        """Rules whose subject, dataset and action match: denies first, each in bundle order."""
+        memo = (keys, dataset, action)
+        found = self._candidates.get(memo)
+        if found is not None:
+            return found
+        slot = self._slot(dataset, action)
+        picked: set[int] = {c.index for c in slot.get("*", ())}
+        for key in keys:
+            picked.update(c.index for c in slot.get(key, ()))
+        rules = [self.rules[i] for i in sorted(picked)]
+        found = tuple([c for c in rules if c.deny] + [c for c in rules if not c.deny])
+        with self._lock:
+            if len(self._candidates) >= MAX_CACHE:
+                self._candidates.clear()
+            self._candidates[memo] = found
         return found
 
-    def subject_keys(self, subject: Subject) -> frozenset[str]:
-        keys = {subject.id, f"client:{subject.client_id}"}
-        keys.update(f"role:{r}" for r in subject.roles)
-        if subject.department:
-            keys.add(f"dept:{subject.department}")
-        return self._expand(frozenset(keys))
-
+    # --- decisions -------------------------------------------------------------------------
     def decide(
         self, subject: Subject, resource: Resource, action: Action | str, env: Environment
     ) -> Decision:
+        dataset = canonical_dataset(resource.dataset)
+        if dataset is None:
+            return self._deny(f"{resource.dataset!r} is not a dataset id (denied)")
         keys = self.subject_keys(subject)
-        allows: list[Rule] = []
-        for c in self._candidates(resource.dataset, action):
-            if not (c.any_subject or not c.subjects.isdisjoint(keys)):
+        allows: list[CompiledRule] | None = None
+        for c in self.candidates(keys, dataset, action):
+            if c.check is not None and not c.check(subject, resource, env):
                 continue
-            if c.condition is not None and not c.condition(subject, resource, env):
+            if c.deny:
+                return self._deny_decisions[c.index]
+            if c.templated and not self._template_holds(c, subject):
                 continue
-            if c.rule.effect == "deny":
-                return Decision(
-                    effect="deny",
-                    reason=f"denied by rule {c.rule.id}",
-                    rule_id=c.rule.id,
-                    ruleset=self.bundle.name,
-                    ruleset_version=self.bundle.version,
-                    matched_rules=(c.rule.id,),
-                )
-            allows.append(c.rule)
-        if not allows:
-            return Decision(
-                effect="deny",
-                reason=f"no rule allows {action} on {resource.dataset} (default deny)",
-                ruleset=self.bundle.name,
-                ruleset_version=self.bundle.version,
-            )
-        obligations = merge_obligations(o for r in allows for o in r.obligations)
-        return Decision(
-            effect="allow",
-            reason=f"allowed by rule {allows[0].id}",
-            rule_id=allows[0].id,
-            ruleset=self.bundle.name,
-            ruleset_version=self.bundle.version,
-            obligations=obligations,
-            matched_rules=tuple(r.id for r in allows),
-        )
+            if allows is None:
+                allows = [c]
+            else:
+                allows.append(c)
+        if allows is None:
+            return self._deny(f"no rule allows {action} on {dataset} (default deny)")
+        if any(c.templated for c in allows):
+            return self._allow_resolved(allows, subject, resource, env)
+        key = tuple(c.index for c in allows)
+        found = self._allow_decisions.get(key)
+        if found is None:
+            found = self._allow(allows, merge_obligations(o for c in allows for o in c.rule.obligations))
+            with self._lock:
+                if len(self._allow_decisions) >= MAX_CACHE:
+                    self._allow_decisions.clear()
+                self._allow_decisions[key] = found
+        return found
+
+    def _deny(self, reason: str) -> Decision:
+        return Decision(effect="deny", reason=reason, ruleset=self.bundle.name,
+                        ruleset_version=self.bundle.version)
+
+    def _allow(self, allows: list[CompiledRule], obligations: tuple[Obligation, ...]) -> Decision:
+        first = allows[0].rule.id
+        return Decision(effect="allow", reason=f"allowed by rule {first}", rule_id=first,
+                        ruleset=self.bundle.name, ruleset_version=self.bundle.version,
+                        obligations=obligations, matched_rules=tuple(c.rule.id for c in allows))
+
+    @staticmethod
+    def _template_holds(c: CompiledRule, subject: Subject) -> bool:
+        """A row filter on a subject attribute the subject lacks makes the rule not apply."""
+        for ob in c.rule.obligations:
+            if ob.type == ROW_FILTER and "equals_subject" in ob.params:
+                value = _subject_value(subject, str(ob.params["equals_subject"]))
+                if not value:
+                    return False
+        return True
+
+    def _allow_resolved(self, allows: list[CompiledRule], subject: Subject, resource: Resource,
+                        env: Environment) -> Decision:
+        obs: list[Obligation] = []
+        for c in allows:
+            for ob in c.rule.obligations:
+                resolved = _resolve(ob, subject, resource, env)
+                if resolved is not None:
+                    obs.append(resolved)
+        return self._allow(allows, merge_obligations(obs))
+
+    # --- explanations and queries ----------------------------------------------------------
+    def explain(self, subject: Subject, resource: Resource, action: Action | str,
+                env: Environment) -> Explanation:
+        """The decision with every rule that targets the dataset and action, and why it did or
+        did not apply (subject not matched, or which conditions failed)."""
+        decision = self.decide(subject, resource, action, env)
+        dataset = canonical_dataset(resource.dataset)
+        keys = self.subject_keys(subject)
+        traces: list[RuleTrace] = []
+        if dataset is not None:
+            slot = self._slot(dataset, action)
+            targeted = sorted({c.index for rules in slot.values() for c in rules})
+            for i in targeted:
+                c = self.rules[i]
+                matched = "*" in c.rule.subjects or not keys.isdisjoint(c.rule.subjects)
+                failed = [k.describe for k in c.rule.conditions
+                          if not k.test(subject, resource, env)]
+                if not c.deny and c.templated and not self._template_holds(c, subject):
+                    failed.append("subject has the attribute its row filter needs")
+                traces.append(RuleTrace(c.rule.id, c.rule.effect, matched, tuple(failed),
+                                        matched and not failed, c.rule.description))
+        return Explanation(decision, tuple(sorted(keys)), dataset, tuple(traces))
+
+    def accessible(self, subject: Subject, datasets: Iterable[Resource], action: str,
+                   env: Environment) -> list[tuple[Resource, Decision]]:
+        """What can this subject do: the decision for each catalogued dataset it may access."""
+        out = []
+        for res in datasets:
+            d = self.decide(subject, res, action, env)
+            if d.allowed:
+                out.append((res, d))
+        return out
+
+    def subjects_for(self, dataset: str, action: str) -> list[dict[str, Any]]:
+        """Who may do ``action`` on ``dataset``: each allow rule's subjects (with the members of
+        its roles through the hierarchy), its conditions, and the deny rules that could veto."""
+        canon = canonical_dataset(dataset)
+        if canon is None:
+            return []
+        slot = self._slot(canon, action)
+        targeted = [self.rules[i] for i in sorted({c.index for rs in slot.values() for c in rs})]
+        denies = [c.rule.id for c in targeted if c.deny]
+        out = []
+        for c in targeted:
+            if c.deny:
+                continue
+            for sub in c.rule.subjects:
+                members = sorted(self._members(sub)) if sub.startswith("role:") else []
+                out.append({"subject": sub, "via_members": members, "rule_id": c.rule.id,
+                            "conditions": [k.describe for k in c.rule.conditions],
+                            "obligations": [o.type for o in c.rule.obligations],
+                            "unless_denied_by": denies})
+        return out
+
+    def _members(self, role: str) -> set[str]:
+        out: set[str] = set()
+        frontier = [role]
+        for _ in range(ROLE_DEPTH):
+            nxt = []
+            for r in frontier:
+                for dom in self._domains():
+                    for m in self._roles.get_users(r, dom):
+                        if m not in out:
+                            out.add(m)
+                            nxt.append(m)
+            if not nxt:
+                break
+            frontier = nxt
+        return out
+
+    def _domains(self) -> set[str]:
+        return {link[2] if len(link) > 2 else GLOBAL_DOMAIN for link in self.bundle.role_links}
+
+
+def _subject_value(subject: Subject, attr: str) -> str | None:
+    if attr == "department":
+        value: Any = subject.department
+    elif attr in ("id", "name", "client_id"):
+        value = getattr(subject, attr)
+    else:
+        value = subject.attributes.get(attr)
+    if value is None or isinstance(value, Mapping | list | tuple | set):
+        return None
+    text = nfkc(value)
+    return text or None
+
+
+def _resolve(ob: Obligation, subject: Subject, resource: Resource,
+             env: Environment) -> Obligation | None:
+    if ob.type == ROW_FILTER and "equals_subject" in ob.params:
+        value = _subject_value(subject, str(ob.params["equals_subject"]))
+        return Obligation(ROW_FILTER, {"field": ob.params["field"], "in": [value or ""]}, ob.rule_id)
+    if ob.type == MASK and "above_clearance" in ob.params:
+        fields = dict(ob.params.get("fields", {}))
+        strategy = ob.params["above_clearance"]
+        for name, level in resource.fields.items():
+            if Classification.parse(level) > subject.clearance:
+                fields[name] = {"strategy": strategy}
+        return Obligation(MASK, {"fields": fields}, ob.rule_id) if fields else None
+    if ob.type == STEP_UP:
+        return None if env.acr is not None and env.acr in ob.params["acr_values"] else ob
+    return ob
+
+
+def casbin_role_rows(bundle: PolicyBundle) -> Iterable[list[str]]:
+    """The role hierarchy as casbin ``g`` rows: member, role, department domain (``*``)."""
+    for link in bundle.role_links:
+        yield [link[0], link[1], link[2] if len(link) > 2 else GLOBAL_DOMAIN]
 
 
 def casbin_policy_rows(bundle: PolicyBundle) -> Iterable[list[str]]:
@@ -205,29 +422,69 @@ def casbin_policy_rows(bundle: PolicyBundle) -> Iterable[list[str]]:
 
 
 class PolicyEngine:
-    """The policy decision point: holds the active compiled policy and swaps it atomically."""
+    """The policy decision point: holds the active compiled policy and swaps it atomically.
+
+    A candidate (shadow) policy may run next to the active one: it is decided on the same
+    inputs and every difference goes to ``on_divergence``; its answer is never enforced.
+    """
 
     def __init__(self, policy: CompiledPolicy) -> None:
         self._policy = policy
+        self._shadow: CompiledPolicy | None = None
+        self._on_divergence: Any = None
 
     @property
     def policy(self) -> CompiledPolicy:
         return self._policy
 
+    @property
+    def shadow(self) -> CompiledPolicy | None:
+        return self._shadow
+
     def swap(self, policy: CompiledPolicy) -> None:
         """Replace the active policy; requests in flight finish on the one they started with."""
         self._policy = policy
 
+    def set_shadow(self, policy: CompiledPolicy | None, on_divergence: Any = None) -> None:
+        """Run ``policy`` in shadow; ``on_divergence(subject, resource, action, active, shadow)``."""
+        self._on_divergence = on_divergence
+        self._shadow = policy
+
     def decide(
         self, subject: Subject, resource: Resource, action: Action | str, env: Environment
     ) -> Decision:
-        return self._policy.decide(subject, resource, action, env)
+        decision = self._policy.decide(subject, resource, action, env)
+        shadow = self._shadow
+        if shadow is not None:
+            try:
+                candidate = shadow.decide(subject, resource, action, env)
+                if differs(decision, candidate) and self._on_divergence is not None:
+                    self._on_divergence(subject, resource, action, decision, candidate)
+            except Exception:  # noqa: S110 - a broken shadow must never affect live traffic
+                pass
+        return decision
+
+
+def differs(a: Decision, b: Decision) -> bool:
+    """Whether two decisions would be enforced differently (effect, deciding rule, obligations)."""
+    if a.effect != b.effect:
+        return True
+    return a.effect == "allow" and (a.rule_id != b.rule_id or _obs(a) != _obs(b))
+
+
+def _obs(d: Decision) -> list[Any]:
+    return sorted(repr((o.type, _plain(o.params))) for o in d.obligations)
 
 
 __all__ = [
     "CASBIN_MODEL",
     "CompiledPolicy",
+    "Explanation",
     "Obligation",
     "PolicyEngine",
+    "RuleTrace",
     "casbin_policy_rows",
+    "casbin_role_rows",
+    "decision_dict",
+    "differs",
 ]

@@ -161,5 +161,5 @@ def test_index_agrees_with_casbin_enforcer(rules: list[dict], links: list[tuple[
     ours = p.decide(sub, res(ds), act, NOW).allowed
     enforcer = p.casbin_enforcer()
     for r in roles:
-        enforcer.add_grouping_policy("client:app", f"role:{r}")
-    assert enforcer.enforce("client:app", ds, act) == ours
+        enforcer.add_grouping_policy("client:app", f"role:{r}", "*")
+    assert enforcer.enforce("client:app", "-", ds, act) == ours
