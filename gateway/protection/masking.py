@@ -1,115 +1,222 @@
-"""Response masking: apply a ``mask`` obligation to JSON and CSV bodies in one pass.
+"""Response masking: apply a ``mask`` obligation to JSON, NDJSON and CSV bodies.
 
-A mask obligation names fields and a strategy per field::
+The obligation's parameters select values three ways and give each a strategy spec (see
+:mod:`.strategies` for the strategies)::
 
-    {"fields": {"id_number": {"strategy": "keep", "first": 6, "last": 4},
-                "mobile":    {"strategy": "keep", "first": 3, "last": 4},
-                "remark":    {"strategy": "redact"}}}
+    {"fields": {"id_number": {"strategy": "keep", "first": 6, "last": 4}},   # by name
+     "paths":  {"contacts.mobile": {"strategy": "pseudonym"},                # by path
+                "owner.*.email":   {"strategy": "redact"}},
+     "types":  {"cn_id_number": {"strategy": "token"},                        # by detector
+                "cn_mobile":    {"strategy": "keep", "first": 3, "last": 4}}}
 
-Strategies: ``keep`` (first N / last M characters, the rest ``*``), ``redact`` (every character
-``*``, length kept), ``null`` (the value becomes null / empty).  A spec this module does not
-understand raises :class:`UnenforceableMask` *before* any data is fetched, so the data plane can
-deny instead of serving unmasked data (fail closed).
+- ``fields``: a key of the record (top level), in every record of the response.
+- ``paths``: dot-separated keys inside the record; ``*`` matches any key and arrays are
+  walked transparently (``contacts.mobile`` reaches every ``mobile`` of the ``contacts``
+  list). A leading ``$.`` is ignored. In CSV a path matches the column of the same name.
+- ``types``: detector ids (:data:`.detectors.DETECTOR_IDS`). Every string anywhere in the
+  record whose whole value is of that type is masked; identifiers embedded in free text
+  are masked in place (a ``null`` strategy redacts the embedded span instead).
+
+Names and paths are applied first; type selection then sees the remaining values. A spec
+this module does not understand raises :class:`UnenforceableMask` *before* any data is
+fetched, so the data plane can deny instead of serving unmasked data (fail closed).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-MASK_CHAR = "*"
-STRATEGIES = frozenset({"keep", "redact", "null"})
-MAX_KEEP = 64
+from .detectors import DETECTOR_IDS, classify, find_all
+from .keys import ProtectionKeys
+from .strategies import MASK_CHAR, MAX_KEEP, STRATEGIES, Masker, UnenforceableMask, compile_masker
 
-Masker = Callable[[Any], Any]
+__all__ = [
+    "MASK_CHAR",
+    "MAX_KEEP",
+    "STRATEGIES",
+    "MaskPlan",
+    "Masker",
+    "UnenforceableMask",
+    "compile_masker",
+    "records_of",
+]
 
-
-class UnenforceableMask(ValueError):
-    """A mask obligation this gateway cannot carry out."""
-
-
-def _keep(first: int, last: int) -> Masker:
-    def mask(value: Any) -> Any:
-        if value is None:
-            return None
-        text = str(value)
-        n = len(text)
-        if first + last >= n:
-            # too short to show anything safely: reveal at most one char from the front
-            return text[: min(first, 1)] + MASK_CHAR * (n - min(first, 1))
-        return text[:first] + MASK_CHAR * (n - first - last) + (text[n - last:] if last else "")
-
-    return mask
+MAX_PATH_DEPTH = 16
+_SELECTORS = frozenset({"fields", "paths", "types"})
+_FREE_TEXT_MIN = 7  # shorter strings cannot embed any identifier next to other text
 
 
-def _redact(value: Any) -> Any:
-    return None if value is None else MASK_CHAR * len(str(value))
+def _parse_path(path: str) -> tuple[str, ...]:
+    p = path[2:] if path.startswith("$.") else path
+    parts = tuple(p.split("."))
+    if not p or any(not s for s in parts) or len(parts) > MAX_PATH_DEPTH:
+        raise UnenforceableMask(f"bad path {path!r}")
+    return parts
 
 
-def _null(value: Any) -> Any:
-    return None
-
-
-def compile_masker(spec: Mapping[str, Any]) -> Masker:
-    strategy = spec.get("strategy", "redact")
-    if strategy not in STRATEGIES:
-        raise UnenforceableMask(f"unknown masking strategy {strategy!r}")
-    if strategy == "keep":
-        try:
-            first, last = int(spec.get("first", 0)), int(spec.get("last", 0))
-        except (TypeError, ValueError) as exc:
-            raise UnenforceableMask("keep needs integer 'first'/'last'") from exc
-        if not (0 <= first <= MAX_KEEP and 0 <= last <= MAX_KEEP):
-            raise UnenforceableMask("keep 'first'/'last' out of range")
-        return _keep(first, last)
-    return _redact if strategy == "redact" else _null
+def records_of(doc: Any) -> list[Any]:
+    """The records of a JSON answer: a page's ``items``, a bare list, or one record."""
+    if isinstance(doc, dict) and isinstance(doc.get("items"), list):
+        return doc["items"]  # type: ignore[no-any-return]
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict):
+        return [doc]
+    return []
 
 
 @dataclass(frozen=True, slots=True)
 class MaskPlan:
-    """Compiled field → masker map for one response."""
+    """Compiled selections → maskers for one response."""
 
     maskers: Mapping[str, Masker]
+    paths: tuple[tuple[str, tuple[str, ...], Masker], ...] = ()
+    types: Mapping[str, Masker] = field(default_factory=dict)
 
     @classmethod
-    def from_obligation(cls, params: Mapping[str, Any]) -> MaskPlan:
-        fields = params.get("fields")
-        if not isinstance(fields, Mapping) or not fields:
-            raise UnenforceableMask("a mask obligation needs a non-empty 'fields' mapping")
-        return cls({str(name): compile_masker(spec) for name, spec in fields.items()})
+    def from_obligation(cls, params: Mapping[str, Any], *, keys: ProtectionKeys | None = None
+                        ) -> MaskPlan:
+        """Compile obligation parameters. Keyed strategies (pseudonym, token, noise) need
+        ``keys``; without them they are unenforceable."""
+        if not isinstance(params, Mapping):
+            raise UnenforceableMask("mask parameters must be a mapping")
+        unknown = set(params) - _SELECTORS
+        if unknown:
+            raise UnenforceableMask(f"unknown mask selectors {sorted(unknown)}")
+        sections = {k: params.get(k) for k in _SELECTORS}
+        for name, sec in sections.items():
+            if sec is not None and not isinstance(sec, Mapping):
+                raise UnenforceableMask(f"mask {name!r} must be a mapping")
+        if not any(sections.values()):
+            raise UnenforceableMask("a mask obligation needs a non-empty 'fields', 'paths' or 'types'")
+        fields = sections["fields"] or {}
+        paths = sections["paths"] or {}
+        types = sections["types"] or {}
+        bad = set(types) - set(DETECTOR_IDS)
+        if bad:
+            raise UnenforceableMask(f"unknown detector types {sorted(bad)}")
+        return cls(
+            {str(n): compile_masker(s, keys) for n, s in fields.items()},
+            tuple((str(p), _parse_path(str(p)), compile_masker(s, keys)) for p, s in paths.items()),
+            {str(t): compile_masker(s, keys, kind=str(t)) for t, s in types.items()},
+        )
+
+    # ------------------------------------------------------------------ one record
 
     def record(self, rec: dict[str, Any]) -> set[str]:
-        """Mask one record in place; returns the field names it touched."""
+        """Mask one record in place; returns the field names / paths it touched."""
         touched = set()
         for name, masker in self.maskers.items():
             if name in rec:
                 rec[name] = masker(rec[name])
                 touched.add(name)
+        for label, parts, masker in self.paths:
+            if _apply_path(rec, parts, masker):
+                touched.add(label)
+        if self.types:
+            for key in list(rec):
+                new, hit = self._by_type(rec[key], 0)
+                if hit:
+                    rec[key] = new
+                    touched.add(key)
         return touched
+
+    def _by_type(self, value: Any, depth: int) -> tuple[Any, bool]:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 10**10:
+            new, hit = self.text(str(value))
+            return (new, True) if hit else (value, False)
+        if depth >= MAX_PATH_DEPTH:
+            return value, False
+        hit_any = False
+        if isinstance(value, dict):
+            for k in list(value):
+                new, hit = self._by_type(value[k], depth + 1)
+                if hit:
+                    value[k], hit_any = new, True
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                new, hit = self._by_type(item, depth + 1)
+                if hit:
+                    value[i], hit_any = new, True
+        return value, hit_any
+
+    def text(self, value: str) -> tuple[Any, bool]:
+        """Type-driven masking of one string: whole value, else embedded spans."""
+        kind = classify(value)
+        if kind is not None:
+            masker = self.types.get(kind)
+            return (masker(value), True) if masker else (value, False)
+        if len(value) < _FREE_TEXT_MIN:
+            return value, False
+        matches = find_all(value, self.types)
+        if not matches:
+            return value, False
+        out, pos = [], 0
+        for m in matches:
+            masked = self.types[m.type](m.value)
+            out.append(value[pos:m.start])
+            out.append(MASK_CHAR * len(m.value) if masked is None else str(masked))
+            pos = m.end
+        out.append(value[pos:])
+        return "".join(out), True
+
+    # ------------------------------------------------------------------ bodies
 
     def json_body(self, body: bytes) -> tuple[bytes, int, set[str]]:
         """Mask a JSON list page ``{"items": [...]}``, a bare list or a single record."""
         doc = orjson.loads(body)
         touched: set[str] = set()
         records = 0
-        if isinstance(doc, dict) and isinstance(doc.get("items"), list):
-            items = doc["items"]
-        elif isinstance(doc, list):
-            items = doc
-        elif isinstance(doc, dict):
-            items = [doc]
-        else:
-            items = []
-        for rec in items:
+        for rec in records_of(doc):
             if isinstance(rec, dict):
                 touched |= self.record(rec)
                 records += 1
         return orjson.dumps(doc), records, touched
+
+    def ndjson_body(self, body: bytes) -> tuple[bytes, int, set[str]]:
+        """Mask newline-delimited JSON, one record a line (blank lines dropped)."""
+        out = bytearray()
+        touched: set[str] = set()
+        records = 0
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            rec = orjson.loads(line)
+            if isinstance(rec, dict):
+                touched |= self.record(rec)
+                records += 1
+            out += orjson.dumps(rec) + b"\n"
+        return bytes(out), records, touched
+
+    def csv_columns(self, header: list[str]) -> list[tuple[int, Masker]]:
+        by_name = dict(self.maskers)
+        for label, parts, masker in self.paths:
+            by_name.setdefault(".".join(parts), masker)
+            by_name.setdefault(label, masker)
+        return [(i, by_name[h]) for i, h in enumerate(header) if h in by_name]
+
+    def csv_row(self, header: list[str], cols: list[tuple[int, Masker]], row: list[str],
+                touched: set[str]) -> None:
+        for i, masker in cols:
+            if i < len(row):
+                masked = masker(row[i])
+                row[i] = "" if masked is None else _cell(masked)
+        if self.types:
+            for i, cell in enumerate(row):
+                if cell:
+                    new, hit = self.text(cell)
+                    if hit:
+                        row[i] = "" if new is None else _cell(new)
+                        if i < len(header):
+                            touched.add(header[i])
 
     def csv_body(self, body: bytes) -> tuple[bytes, int, set[str]]:
         text = body.decode("utf-8-sig")
@@ -120,14 +227,38 @@ class MaskPlan:
         if header is None:
             return body, 0, set()
         writer.writerow(header)
-        cols = [(i, self.maskers[h]) for i, h in enumerate(header) if h in self.maskers]
+        cols = self.csv_columns(header)
         touched = {header[i] for i, _ in cols}
         records = 0
         for row in reader:
-            for i, masker in cols:
-                if i < len(row):
-                    masked = masker(row[i])
-                    row[i] = "" if masked is None else masked
+            self.csv_row(header, cols, row, touched)
             writer.writerow(row)
             records += 1
         return out.getvalue().encode("utf-8"), records, touched
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _apply_path(node: Any, parts: tuple[str, ...], masker: Masker) -> bool:
+    if isinstance(node, list):
+        hit = False
+        for item in node:
+            hit |= _apply_path(item, parts, masker)
+        return hit
+    if not isinstance(node, dict):
+        return False
+    head, rest = parts[0], parts[1:]
+    keys = list(node) if head == "*" else ([head] if head in node else [])
+    hit = False
+    for k in keys:
+        if rest:
+            hit |= _apply_path(node[k], rest, masker)
+        elif isinstance(node[k], list):
+            node[k] = [masker(v) for v in node[k]]
+            hit = True
+        else:
+            node[k] = masker(node[k])
+            hit = True
+    return hit
