@@ -19,13 +19,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.log import AuditLog
-from ztgw.audit.store import AuditStore
 from ztgw.policies.bundle import load_bundle
 from ztgw.policies.engine import CompiledPolicy, PolicyEngine
 
 from .catalogue import Catalogue
+from .dataplane.clientip import ClientAddressResolver
+from .dataplane.identity_header import load_or_create_key as load_or_create_identity_key
 from .dataplane.proxy import DataPlane, DataPlaneConfig, Receive, Scope, Send
+from .dataplane.ratelimit import RateLimit, RateLimiter
 from .dataplane.routes import RouteTable
+from .dataplane.upstream import UpstreamConfig, UpstreamPool
 from .http import JSONResponse as ORJSONResponse
 from .identity.client_secrets import SecretHasher, load_or_create_pepper
 from .identity.directory import Directory
@@ -63,17 +66,23 @@ class Gateway:
         self.verifier = AccessTokenVerifier(self.keyring.keyset, issuer, settings.data_audience,
                                             leeway=settings.token_leeway)
         self.engine = PolicyEngine(CompiledPolicy(load_bundle(settings.bundle_path)))
-        self.audit = AuditLog(AuditStore(settings.audit_settings().db_path,
-                                         synchronous=settings.audit_synchronous))
+        self.audit = AuditLog.from_settings(settings.audit_settings())
         self.oauth = ZtgwAuthorizationServer(self.directory, self.hasher, self.issuer)
         self.data_plane = DataPlane(
             config=DataPlaneConfig(
                 max_request_body=settings.max_request_body,
-                max_response_body=settings.max_response_body,
+                receive_timeout=settings.request_receive_timeout,
+                identity_key=load_or_create_identity_key(settings.keys_dir),
+            ),
+            upstream=UpstreamPool(UpstreamConfig(
                 connect_timeout=settings.upstream_connect_timeout,
                 read_timeout=settings.upstream_read_timeout,
-                receive_timeout=settings.request_receive_timeout,
-            ),
+                max_response_body=settings.max_response_body,
+                breaker_failures=settings.upstream_breaker_failures,
+                breaker_reset=settings.upstream_breaker_reset,
+            ), self.metrics),
+            addresses=ClientAddressResolver(settings.trusted_proxies, settings.network_zones),
+            limiter=RateLimiter([RateLimit(**lim) for lim in settings.rate_limits]),
             routes=RouteTable(self.catalogue.all()),
             verifier=self.verifier,
             subjects=SubjectResolver(self.directory),

@@ -20,6 +20,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from ztgw.audit.checkpoint import load_or_create_signing_key
 from ztgw.audit.cli import app as audit_app
 from ztgw.audit.store import AuditStore
 from ztgw.policies.domain import Classification
@@ -95,6 +96,7 @@ def initialise(settings: Settings) -> dict[str, Any]:
     load_or_create_pepper(settings.keys_dir)
     Catalogue(Directory.open(settings.db_path))
     AuditStore(settings.audit_settings().db_path).close()
+    load_or_create_signing_key(settings.audit_settings().effective_keys_dir)
     bundle = settings.bundle_path
     if not bundle.exists():
         bundle.mkdir(parents=True)
@@ -139,9 +141,14 @@ def serve(
     if not settings.db_path.exists():
         err.print(f"{settings.home} is not initialised: run `ztgw init` first")
         raise typer.Exit(2)
+    from functools import partial
+
+    from .server import DeadlineProtocol
+
     uvicorn.run(
         "ztgw.gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
-        workers=workers, loop="uvloop", http="httptools", log_level="warning",
+        workers=workers, loop="uvloop", log_level="warning",
+        http=partial(DeadlineProtocol, request_deadline=settings.request_receive_timeout),  # type: ignore[arg-type]
         access_log=False, server_header=False, proxy_headers=False, lifespan="on",
         timeout_keep_alive=30,
     )

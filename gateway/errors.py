@@ -60,12 +60,16 @@ class UpstreamError(GatewayError):
     status, code = 502, "upstream_error"
 
 
-class UpstreamTimeout(GatewayError):
+class UpstreamTimeout(UpstreamError):
     status, code = 504, "upstream_timeout"
 
 
 class ServiceUnavailable(GatewayError):
     status, code = 503, "service_unavailable"
+
+
+class TooManyRequests(GatewayError):
+    status, code = 429, "rate_limited"
 
 
 def error_body(code: str, message: str, request_id: str) -> bytes:

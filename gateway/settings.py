@@ -17,6 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
 from ztgw.audit.config import AuditSettings
 
 CONFIG_NAME = "ztgw.toml"
@@ -42,11 +43,38 @@ class Settings(BaseSettings):
     token_leeway: int = Field(30, ge=0, le=300, description="clock skew allowed, seconds")
     policy_bundle: Path | None = Field(None, description="default: HOME/policies/active")
     audit_synchronous: str = "NORMAL"
+    audit_fsync: str = Field("always", description="spool fsync: always (each batch), interval, never")
+    audit_fsync_interval: float = Field(0.2, gt=0, le=10, description="seconds, for audit_fsync=interval")
+    audit_spool_quota_mb: int = Field(2048, ge=1, description="a fuller spool refuses access (503)")
+    audit_batch_delay: float = Field(0.05, ge=0, le=1, description="max delay of 一般 events, s")
+    audit_sinks: list[str] = Field(["store"], description="store, jsonl, elasticsearch")
+    audit_jsonl_path: Path | None = None
+    audit_es_url: str | None = None
+    audit_es_api_key: SecretStr | None = None
+    audit_es_ca_certs: Path | None = None
+    audit_witness_dirs: list[Path] = Field([], description="copies of the signed checkpoints")
+    audit_checkpoint_seconds: float = Field(5.0, gt=0, le=3600)
+    audit_checkpoint_every: int = Field(10_000, ge=1)
     max_request_body: int = 1024 * 1024
     max_response_body: int = 64 * 1024 * 1024
     upstream_connect_timeout: float = 3.0
     upstream_read_timeout: float = 15.0
     request_receive_timeout: float = 10.0
+    upstream_breaker_failures: int = Field(5, ge=1, description="consecutive failures opening the circuit")
+    upstream_breaker_reset: float = Field(10.0, gt=0, description="seconds before a half-open probe")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-For is believed")
+    network_zones: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "loopback": ["127.0.0.0/8", "::1/128"],
+            "government": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+        },
+        description="zone name -> CIDRs; the policy engine sees the zone of the client address",
+    )
+    rate_limits: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='e.g. [{client = "*", dataset = "*", rate = 50, burst = 100}]',
+    )
     demo_upstream_url: str = "http://127.0.0.1:8081"
     secret_pepper: SecretStr | None = Field(
         None, description="overrides HOME/keys/pepper (hex) for client-secret hashing"
@@ -86,12 +114,22 @@ class Settings(BaseSettings):
 
     def audit_settings(self) -> AuditSettings:
         return AuditSettings(
-            db_path=self.home / "audit" / "audit.db", synchronous=self.audit_synchronous
+            db_path=self.home / "audit" / "audit.db", synchronous=self.audit_synchronous,
+            fsync=self.audit_fsync, fsync_interval=self.audit_fsync_interval,
+            spool_quota_bytes=self.audit_spool_quota_mb * 1024 * 1024,
+            batch_delay=self.audit_batch_delay, keys_dir=self.keys_dir,
+            witness_dirs=tuple(self.audit_witness_dirs),
+            checkpoint_every=self.audit_checkpoint_every,
+            checkpoint_seconds=self.audit_checkpoint_seconds,
+            sinks=tuple(self.audit_sinks), jsonl_path=self.audit_jsonl_path,
+            es_url=self.audit_es_url,
+            es_api_key=self.audit_es_api_key.get_secret_value() if self.audit_es_api_key else None,
+            es_ca_certs=self.audit_es_ca_certs,
         )
 
     def redacted(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
-        for key in ("secret_pepper",):
+        for key in ("secret_pepper", "audit_es_api_key"):
             if data.get(key):
                 data[key] = "********"
         data["effective_issuer"] = self.effective_issuer

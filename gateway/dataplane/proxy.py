@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import aiohttp
 import orjson
 
 from ztgw.audit.errors import AuditUnavailable
@@ -36,17 +35,22 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
+    TooManyRequests,
     Unauthenticated,
     UpstreamError,
-    UpstreamTimeout,
     error_body,
 )
 from ..identity.subjects import SubjectResolver
 from ..identity.tokens import AccessTokenVerifier, TokenInvalid
 from ..metrics import Metrics, status_class
 from ..protection.masking import MaskPlan, UnenforceableMask
+from .clientip import ClientAddressResolver
+from .identity_header import HEADER as IDENTITY_HEADER
+from .identity_header import sign_identity
 from .paths import PathRejected, canonical_path
+from .ratelimit import RateLimiter
 from .routes import RouteMatch, RouteTable
+from .upstream import UpstreamPool
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -54,10 +58,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 ACTIONS = {"GET": "read", "HEAD": "read"}  # the demo data APIs are read-only
 REFUSED_METHODS = frozenset({"TRACE", "CONNECT", "TRACK"})
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "proxy-connection",
-})
 FORWARDED_REQUEST_HEADERS = ("accept", "accept-language", "user-agent")
 ENFORCEABLE = frozenset({MASK})
 MAX_QUERY_BYTES = 4096
@@ -83,37 +83,24 @@ class Exchange:
 @dataclass(frozen=True, slots=True)
 class DataPlaneConfig:
     max_request_body: int
-    max_response_body: int
-    connect_timeout: float
-    read_timeout: float
     receive_timeout: float
+    identity_key: bytes  # HMAC-SM3 key for the X-ZTGW-Identity header sent upstream
 
 
 class DataPlane:
     def __init__(self, *, config: DataPlaneConfig, routes: RouteTable, verifier: AccessTokenVerifier,
                  subjects: SubjectResolver, engine: PolicyEngine, audit: AuditLog,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, upstream: UpstreamPool, addresses: ClientAddressResolver,
+                 limiter: RateLimiter) -> None:
         self.config, self.routes, self.verifier = config, routes, verifier
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
-        self._session: aiohttp.ClientSession | None = None
+        self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30,
-                                         ttl_dns_cache=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=self.config.connect_timeout,
-                sock_read=self.config.read_timeout,
-            ),
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-        )
+        await self.upstream.start()
 
     async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.upstream.stop()
 
     def handles(self, raw_path: bytes) -> bool:
         return any(raw_path.startswith(p.encode()) for p in self.routes.prefixes)
@@ -126,7 +113,8 @@ class DataPlane:
             method=scope["method"],
             path=scope.get("raw_path", b"").decode("latin-1")[:512] or scope["path"],
             started_ns=time.time_ns(),
-            source_ip=client[0] if client else None,
+            source_ip=self.addresses.client_ip(client[0] if client else None,
+                                               headers.get("x-forwarded-for")),
             user_agent=headers.get("user-agent"),
         )
         try:
@@ -197,15 +185,23 @@ class DataPlane:
             owner_department=ds.owner_department, record_id=route.record_id, fields=ds.fields,
         )
         env = Environment(time=datetime.now(UTC), source_ip=ex.source_ip,
-                          acr=at.claims.get("acr"))
+                          zone=self.addresses.zone_of(ex.source_ip), acr=at.claims.get("acr"))
         decision = self.engine.decide(subject, resource, action, env)
         ex.decision = decision
         self.metrics.decisions.labels(decision.effect, decision.ruleset or "").inc()
         if not decision.allowed:
             raise Forbidden("access to this data is not permitted", code="access_denied")
         plan = self._plan(decision)  # refuse before fetching if an obligation is unenforceable
+        wait = self.limiter.check(subject.client_id, ds.dataset)
+        if wait > 0:
+            raise TooManyRequests("too many requests for this dataset; slow down",
+                                  headers={"Retry-After": str(max(1, round(wait)))})
 
-        status, up_headers, body = await self._upstream(route, method, query, headers, ex)
+        up = await self.upstream.fetch(
+            ds.upstream_url, route.upstream_path + ("?" + query.decode("ascii") if query else ""),
+            method, self._forward_headers(headers, ex, subject, decision), ds.dataset,
+        )
+        status, up_headers, body = up.status, up.headers, up.body
         content_type = up_headers.get("content-type", "")
         records, touched = 0, set[str]()
         if status == 200 and plan is not None and body:
@@ -290,49 +286,20 @@ class DataPlane:
             raise RequestTimeout("the request was not received in time") from exc
         return b"".join(chunks)
 
-    async def _upstream(self, route: RouteMatch, method: str, query: bytes,
-                        headers: dict[str, str], ex: Exchange
-                        ) -> tuple[int, dict[str, str], bytes]:
-        assert self._session is not None, "data plane not started"
-        url = route.dataset.upstream_url + route.upstream_path
-        if query:
-            url += "?" + query.decode("ascii", "strict")
+    def _forward_headers(self, headers: dict[str, str], ex: Exchange, subject: Subject,
+                         decision: Decision) -> dict[str, str]:
+        # an allow-list: Authorization, cookies, method overrides and forged forwarding or
+        # identity headers never reach the upstream
         fwd = {h: headers[h] for h in FORWARDED_REQUEST_HEADERS if h in headers}
         fwd["x-request-id"] = ex.request_id
         if ex.source_ip:
             fwd["x-forwarded-for"] = ex.source_ip
         fwd["x-forwarded-proto"] = "http"
-        api = route.dataset.dataset
-        started = time.perf_counter()
-        try:
-            async with self._session.request(method, url, headers=fwd, allow_redirects=False
-                                             ) as resp:
-                declared = resp.content_length
-                if declared is not None and declared > self.config.max_response_body:
-                    raise UpstreamError("the upstream answer is too large",
-                                        code="upstream_too_large")
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > self.config.max_response_body:
-                        raise UpstreamError("the upstream answer is too large",
-                                            code="upstream_too_large")
-                status = resp.status
-                up_headers = {k.lower(): v for k, v in resp.headers.items()
-                              if k.lower() not in HOP_BY_HOP}
-        except TimeoutError as exc:
-            self.metrics.upstream.labels(api, "timeout").inc()
-            raise UpstreamTimeout("the upstream did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            self.metrics.upstream.labels(api, "error").inc()
-            raise UpstreamError("the upstream could not be reached") from exc
-        self.metrics.upstream.labels(api, status_class(status)).inc()
-        self.metrics.upstream_duration.labels(api).observe(time.perf_counter() - started)
-        if status >= 500:
-            raise UpstreamError(f"the upstream failed ({status})")
-        if 300 <= status < 400:
-            raise UpstreamError("the upstream answered with a redirect", code="upstream_redirect")
-        return status, up_headers, bytes(body)
+        fwd[IDENTITY_HEADER] = sign_identity(self.config.identity_key, {
+            "sub": subject.id, "client_id": subject.client_id, "department": subject.department,
+            "rid": ex.request_id, "rule": decision.rule_id,
+        })
+        return fwd
 
     # --- output --------------------------------------------------------------------------
     def _audit(self, ex: Exchange, status: int, outcome: str,

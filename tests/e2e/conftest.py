@@ -68,23 +68,27 @@ class RunningGateway:
         return json.loads(out.stdout)
 
 
-def start_processes(home: Path, extra_env: dict[str, str] | None = None
+def start_processes(home: Path, extra_env: dict[str, str] | None = None,
+                    upstream: str | None = None
                     ) -> tuple[RunningGateway, list[subprocess.Popen[bytes]]]:
+    """Start a gateway (and, unless ``upstream`` names another one, the demo upstream)."""
     gw_port, up_port = free_port(), free_port()
     env = {**os.environ, "ZTGW_HOME": str(home), **(extra_env or {})}
     env.pop("ZTGW_CONFIG", None)
-    upstream = f"http://127.0.0.1:{up_port}"
+    own_upstream = upstream is None
+    upstream = upstream or f"http://127.0.0.1:{up_port}"
     subprocess.run([*ZTGW, "init"], env=env, check=True, capture_output=True, timeout=60)
     seeded = subprocess.run([*ZTGW, "demo", "seed", "--json", "--upstream-url", upstream],
                             env=env, check=True, capture_output=True, text=True, timeout=60)
-    procs = [
-        subprocess.Popen([*ZTGW, "demo", "upstream", "--port", str(up_port)], env=env),
-        subprocess.Popen([*ZTGW, "serve", "--port", str(gw_port)], env=env),
-    ]
+    procs = []
+    if own_upstream:
+        procs.append(subprocess.Popen([*ZTGW, "demo", "upstream", "--port", str(up_port)], env=env))
+    procs.append(subprocess.Popen([*ZTGW, "serve", "--port", str(gw_port)], env=env))
     base = f"http://127.0.0.1:{gw_port}"
     try:
-        wait_http(f"{upstream}/api/population/persons?size=1", procs[0])
-        wait_http(f"{base}/readyz", procs[1])
+        if own_upstream:
+            wait_http(f"{upstream}/api/population/persons?size=1", procs[0])
+        wait_http(f"{base}/readyz", procs[-1])
     except Exception:
         stop_processes(procs)
         raise

@@ -1,0 +1,77 @@
+"""Running the gateway under uvicorn, with the request deadline uvicorn lacks.
+
+uvicorn times out idle keep-alive connections but not a client that sends its request slowly
+(slowloris: headers or body dribbled a byte at a time hold a connection and a task for as long
+as the client likes).  :class:`DeadlineProtocol` arms a timer when a request begins and cancels
+it when the whole request (headers and body) has arrived; if it fires first, the client gets a
+408 JSON error and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+DEFAULT_REQUEST_DEADLINE = 10.0  # seconds to receive a whole request once it has begun
+
+
+class DeadlineProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, request_deadline: float = DEFAULT_REQUEST_DEADLINE,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = request_deadline
+        self._deadline_timer: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline_timer = self.loop.call_later(self._deadline, self._request_timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # the first request must begin *and* complete within the deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # idle time until the next request is the keep-alive timer's business
+        if not self.pipeline:
+            self._disarm()
+
+    def _request_timed_out(self) -> None:
+        self._deadline_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
+            rid = secrets.token_hex(12)
+            body = orjson.dumps({"error": "request_timeout",
+                                 "message": "the request was not received in time",
+                                 "request_id": rid})
+            head = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                    b"connection: close\r\nx-request-id: " + rid.encode() +
+                    b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n")
+            self.transport.write(head + body)
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
