@@ -11,10 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .checkpoint import PUBLIC_KEY_FILE
 from .config import ProvidesAuditSettings
 from .errors import QueryError
 from .query import FIELDS, AuditQuery, parse_time
 from .store import AuditStore
+from .verify import verify as verify_chain
 
 app = typer.Typer(help="Audit trail: search, tail, verify.", no_args_is_help=True)
 
@@ -130,3 +132,61 @@ def tail(
         if not follow or (deadline is not None and time.monotonic() > deadline):
             return
         time.sleep(0.5)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Recompute the SM3 chain and check it against the signed checkpoints; exit 1 on tampering."""
+    settings: ProvidesAuditSettings = ctx.obj
+    conf = settings.audit_settings()
+    store = _store(ctx)
+    report = verify_chain(store, conf.effective_checkpoint_path,
+                          conf.effective_keys_dir / PUBLIC_KEY_FILE, list(conf.witness_dirs))
+    store.close()
+    if as_json:
+        sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
+    else:
+        console = Console()
+        if report.ok:
+            console.print(f"OK: {report.events} events, chain intact; {report.checkpoints} signed "
+                          f"checkpoints up to position {report.checkpointed_to}")
+        else:
+            console.print(f"TAMPERED: first bad position {report.first_bad_position}", style="bold red")
+            for f in report.findings:
+                console.print(f"  [{f.kind}] position {f.position}: {f.detail}", markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def install(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Install the Elasticsearch ILM policy, ingest pipeline and templates (ZTGW_AUDIT_ES_URL)."""
+    from elasticsearch.exceptions import ApiError, TransportError
+
+    from .es.sink import install as install_assets
+    from .es.sink import make_client
+
+    settings: ProvidesAuditSettings = ctx.obj
+    conf = settings.audit_settings()
+    if not conf.es_url:
+        Console(stderr=True).print("no Elasticsearch URL: set ZTGW_AUDIT_ES_URL")
+        raise typer.Exit(2)
+    client = make_client(conf)
+    try:
+        done = install_assets(client)
+    except (ApiError, TransportError) as exc:
+        Console(stderr=True).print(f"error: {type(exc).__name__}: {str(exc)[:300]}")
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()
+    if as_json:
+        sys.stdout.write(orjson.dumps({"installed": done}).decode() + "\n")
+    else:
+        for path in done:
+            Console().print(f"PUT {path}")

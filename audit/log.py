@@ -1,14 +1,20 @@
-"""The audit log: the gateway hands events here; a writer thread stores them in batches.
+"""The audit log: the gateway hands events here; one writer thread chains and spools them.
 
 ``emit`` never blocks the event loop.  It returns a future that completes once the event is
-committed, so a caller serving 重要/核心 data can hold the response until the event is on
-disk ("no audit, no access"), while 一般 data is released at once and its event follows
-within one batch delay.  The queue is bounded: when it is full, ``emit`` raises
-:class:`AuditUnavailable` and the caller refuses the request rather than serve it unaudited.
+in the spool (and, with the default fsync policy ``always``, synced to disk), so a caller
+serving 重要/核心 data holds the response until then ("no audit, no access"), while 一般 data
+is released at once and its event follows within ``batch_delay``.  ``emit`` raises
+:class:`AuditUnavailable` when the queue is full, the spool is over its quota, or the writer
+has failed: the caller refuses the request rather than serve it unaudited.
+
+From the spool, a shipper thread per sink (:mod:`.shipping`) delivers at least once to the
+embedded store, a JSON-lines file and/or Elasticsearch.  The writer also signs checkpoints
+(:mod:`.checkpoint`) every ``checkpoint_every`` events or ``checkpoint_seconds``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -16,39 +22,141 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from .errors import AuditUnavailable
+import orjson
+import structlog
+
+from .chain import GENESIS, chain_fields, merkle_root, seal
+from .checkpoint import CheckpointWriter, load_or_create_signing_key
+from .config import AuditSettings
+from .errors import AuditUnavailable, InvalidEvent
+from .events import ECS_VERSION, iso_now, new_event_id
+from .shipping import JsonLinesSink, Shipper, Sink, StoreSink
+from .spool import Cursor, Spool
 from .store import AuditStore
 
 MAX_QUEUE = 50_000  # events waiting for the writer; beyond this the trail is "unavailable"
-MAX_BATCH = 2_000  # events committed in one transaction
-BATCH_DELAY = 0.05  # seconds the writer waits to fill a batch once it has one event
+MAX_BATCH = 4_000  # events written (and synced) together
+URGENT = frozenset({"重要", "核心"})  # classifications whose responses wait for the event
+GC_EVERY = 1.0  # seconds between spool clean-ups
 
 Listener = Callable[[list[dict[str, Any]]], None]
+log = structlog.get_logger("ztgw.audit")
+
+
+def _urgent(doc: dict[str, Any]) -> bool:
+    data = doc.get("ztgw", {}).get("data")
+    return isinstance(data, dict) and data.get("classification") in URGENT
 
 
 class AuditLog:
-    def __init__(self, store: AuditStore, *, listeners: list[Listener] | None = None) -> None:
+    def __init__(self, store: AuditStore, *, config: AuditSettings | None = None,
+                 listeners: list[Listener] | None = None,
+                 extra_sinks: list[Sink] | None = None) -> None:
         self.store = store
-        self._queue: queue.Queue[tuple[dict[str, Any], Future[None]] | None] = queue.Queue(
-            MAX_QUEUE
-        )
+        self.config = config or AuditSettings(db_path=store.path)
+        self._queue: queue.Queue[tuple[dict[str, Any], Future[None] | None] | None] = (
+            queue.Queue(MAX_QUEUE))
         self._listeners = list(listeners or [])
+        self._extra_sinks = list(extra_sinks or [])
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
+        self.spool: Spool | None = None
+        self.shippers: list[Shipper] = []
+        self.checkpoints: CheckpointWriter | None = None
         self.written = 0
+        self.alerts = 0
+        self._alerting = False
+        self._seq = 0
+        self._prev = GENESIS
+        self._leaves: list[bytes] = []
+        self._spool_bytes = 0
+
+    @classmethod
+    def from_settings(cls, conf: AuditSettings, *, extra_sinks: list[Sink] | None = None
+                      ) -> AuditLog:
+        return cls(AuditStore(conf.db_path, synchronous=conf.synchronous), config=conf,
+                   extra_sinks=extra_sinks)
+
+    # --- life cycle -----------------------------------------------------------------------
+    def _sinks(self) -> list[Sink]:
+        conf = self.config
+        sinks: list[Sink] = []
+        if "store" in conf.sinks:
+            sinks.append(StoreSink(self.store))
+        if "jsonl" in conf.sinks:
+            sinks.append(JsonLinesSink(conf.effective_jsonl_path))
+        if "elasticsearch" in conf.sinks:
+            from .es.sink import ElasticsearchSink  # the client loads only when configured
+
+            sinks.append(ElasticsearchSink.from_settings(conf))
+        return sinks + self._extra_sinks
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ztgw-audit", daemon=True)
-            self._thread.start()
+        if self._thread is not None:
+            return
+        conf = self.config
+        self.spool = Spool(conf.effective_spool_dir, conf.segment_bytes)
+        self.checkpoints = CheckpointWriter(
+            load_or_create_signing_key(conf.effective_keys_dir),
+            conf.effective_checkpoint_path, conf.witness_dirs)
+        # continue the chain from the newest copy we have: the spool, else the store
+        last = self.spool.last_doc
+        seq, value = (chain_fields(last)[0], chain_fields(last)[2]) if last else (None, None)
+        head = self.store.chain_head()
+        if head is not None and (seq is None or head[0] > seq):
+            seq, value = head
+        self._seq = seq or 0
+        self._prev = bytes.fromhex(value) if value else GENESIS
+        # chain values written after the last checkpoint, to be covered by the next one
+        cp_seq = self.checkpoints.last_seq
+        leaves = [(chain_fields(d)[0], chain_fields(d)[2]) for d in self.spool.records(cp_seq)]
+        self._leaves = [bytes.fromhex(v) for s, v in leaves if v and s and s <= self._seq]
+        if len(self._leaves) != max(0, self._seq - cp_seq):  # the spool lost them: use the store
+            self._leaves = self.store.chain_values(cp_seq + 1, self._seq)
+        self._spool_bytes = self.spool.size
+        self.shippers = [Shipper(s, self.spool, conf.effective_spool_dir / "cursors")
+                         for s in self._sinks()]
+        for shipper in self.shippers:
+            shipper.start()
+        self._thread = threading.Thread(target=self._run, name="ztgw-audit", daemon=True)
+        self._thread.start()
 
     @property
     def healthy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._failed is None
+        return (self._thread is not None and self._thread.is_alive() and self._failed is None
+                and self._spool_bytes < self.config.spool_quota_bytes)
 
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def status(self) -> dict[str, Any]:
+        """For readiness, metrics and ``ztgw audit status``."""
+        return {
+            "healthy": self.healthy,
+            "queued": self.depth,
+            "written": self.written,
+            "seq": self._seq,
+            "spool_bytes": self._spool_bytes,
+            "spool_quota_bytes": self.config.spool_quota_bytes,
+            "alerts": self.alerts,
+            "checkpoint_seq": self.checkpoints.last_seq if self.checkpoints else 0,
+            "witness_errors": self.checkpoints.witness_errors if self.checkpoints else 0,
+            "sinks": {s.sink.name: {"shipped": s.shipped, "failures": s.failures,
+                                    "last_error": s.last_error, "alive": s.alive}
+                      for s in self.shippers},
+        }
+
+    # --- the contract with the data plane ---------------------------------------------------
     def emit(self, event: dict[str, Any]) -> Future[None]:
         if not self.healthy:
+            if self._spool_bytes >= self.config.spool_quota_bytes:
+                raise AuditUnavailable("the audit spool is full")
             raise AuditUnavailable("the audit writer is not running")
+        ev = event.get("event")
+        if not isinstance(ev, dict) or not isinstance(event.get("@timestamp"), str):
+            raise InvalidEvent("an audit event needs an `event` object and an `@timestamp` string")
+        ev.setdefault("id", new_event_id())
         fut: Future[None] = Future()
         try:
             self._queue.put_nowait((event, fut))
@@ -56,54 +164,184 @@ class AuditLog:
             raise AuditUnavailable("the audit queue is full") from exc
         return fut
 
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize()
-
+    # --- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
+        conf = self.config
+        last_cp = last_sync = last_gc = time.monotonic()
         stop = False
         while not stop:
-            item = self._queue.get()
+            wait = max(0.01, conf.checkpoint_seconds - (time.monotonic() - last_cp))
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                item = ()  # type: ignore[assignment]
+            batch: list[tuple[dict[str, Any], Future[None] | None]] = []
             if item is None:
-                break
-            batch = [item]
-            deadline = time.monotonic() + BATCH_DELAY
-            while len(batch) < MAX_BATCH:
-                remaining = deadline - time.monotonic()
-                try:
-                    nxt = self._queue.get(timeout=max(0.0, remaining)) if remaining > 0 else (
-                        self._queue.get_nowait()
-                    )
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._write(batch)
+                stop = True
+            elif item:
+                batch.append(item)
+                urgent = _urgent(item[0])
+                deadline = time.monotonic() + conf.batch_delay
+                while len(batch) < MAX_BATCH:
+                    try:
+                        if urgent:
+                            nxt = self._queue.get_nowait()
+                        else:
+                            nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                    urgent = urgent or _urgent(nxt[0])
+            if batch:
+                if not self._write(batch):
+                    return
+                now = time.monotonic()
+                if conf.fsync == "interval" and now - last_sync >= conf.fsync_interval:
+                    self._sync()
+                    last_sync = now
+            now = time.monotonic()
+            if self._leaves and (stop or len(self._leaves) >= conf.checkpoint_every
+                                 or now - last_cp >= conf.checkpoint_seconds):
+                self._checkpoint()
+                last_cp = now
+            elif not self._leaves:
+                last_cp = now
+            if stop or now - last_gc >= GC_EVERY:
+                self._collect()
+                last_gc = now
 
-    def _write(self, batch: list[tuple[dict[str, Any], Future[None]]]) -> None:
-        docs = [doc for doc, _ in batch]
+    def _write(self, batch: list[tuple[dict[str, Any], Future[None] | None]]) -> bool:
+        assert self.spool is not None
+        seq, prev = self._seq, self._prev
+        lines: list[bytes] = []
+        leaves: list[bytes] = []
+        docs: list[dict[str, Any]] = []
+        for doc, fut in batch:
+            if doc is _NOOP:
+                continue
+            try:
+                prev = seal(doc, seq + 1, prev)
+                line = orjson.dumps(doc) + b"\n"
+            except (TypeError, KeyError, orjson.JSONEncodeError) as exc:
+                if fut is not None:
+                    fut.set_exception(InvalidEvent(f"the event cannot be serialised: {exc}"))
+                continue
+            seq += 1
+            lines.append(line)
+            leaves.append(prev)
+            docs.append(doc)
         try:
-            self.store.append(docs)
+            self.spool.append(b"".join(lines), seq)
+            if self.config.fsync == "always":
+                self.spool.sync()
         except BaseException as exc:  # the trail is broken: fail every waiter, stop accepting
             self._failed = exc
+            log.error("audit spool write failed; refusing further events", error=str(exc))
             for _, fut in batch:
-                fut.set_exception(AuditUnavailable(f"audit store write failed: {exc}"))
-            return
+                if fut is not None and not fut.done():
+                    fut.set_exception(AuditUnavailable(f"audit spool write failed: {exc}"))
+            return False
+        self._seq, self._prev = seq, prev
+        self._leaves.extend(leaves)
         self.written += len(docs)
+        self._spool_bytes = self.spool.size
         for _, fut in batch:
-            fut.set_result(None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        for shipper in self.shippers:
+            shipper.wake.set()
         for listener in self._listeners:
             try:
                 listener(docs)
             except Exception:  # noqa: S112 - a listener must never break the trail
                 continue
+        self._watch_quota()
+        return True
+
+    def _sync(self) -> None:
+        try:
+            assert self.spool is not None
+            self.spool.sync()
+        except OSError as exc:
+            self._failed = exc
+
+    def _checkpoint(self) -> None:
+        assert self.checkpoints is not None
+        first = self._seq - len(self._leaves) + 1
+        try:
+            self.checkpoints.write(first, self._seq, self._prev, merkle_root(self._leaves),
+                                   iso_now())
+        except OSError as exc:  # keep the leaves; the next round tries again
+            log.error("audit checkpoint could not be written", error=str(exc))
+            return
+        self._leaves = []
+
+    def _collect(self) -> None:
+        if self.spool is None or self.checkpoints is None:
+            return
+        keep = min(s.cursor for s in self.shippers) if self.shippers else Cursor(self.spool.current, 0)
+        try:
+            self.spool.collect(keep, self.checkpoints.last_seq)
+        except OSError as exc:
+            log.error("audit spool clean-up failed", error=str(exc))
+        self._spool_bytes = self.spool.size
+        self._watch_quota()
+
+    def _watch_quota(self) -> None:
+        quota = self.config.spool_quota_bytes
+        high = self._spool_bytes >= quota * self.config.spool_alert_ratio
+        if high and not self._alerting:
+            self._alerting = True
+            self.alerts += 1
+            log.warning("audit spool is filling up: a sink is not keeping up",
+                        spool_bytes=self._spool_bytes, quota=quota)
+            alert = {
+                "@timestamp": iso_now(), "ecs": {"version": ECS_VERSION},
+                "message": "audit spool above its alert threshold",
+                "event": {"id": new_event_id(), "kind": "alert", "category": ["host"],
+                          "type": ["info"], "action": "audit-spool-high", "dataset": "ztgw.audit",
+                          "module": "ztgw", "severity": 3},
+                "data_stream": {"type": "logs", "dataset": "ztgw.audit", "namespace": "default"},
+                "ztgw": {"spool": {"bytes": self._spool_bytes, "quota": quota}},
+            }
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait((alert, None))
+        elif self._alerting and self._spool_bytes < quota * self.config.spool_alert_ratio * 0.9:
+            self._alerting = False
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every sink has shipped what is spooled now (tests, ``close``)."""
+        deadline = time.monotonic() + timeout
+        marker: Future[None] = Future()
+        if self.healthy:
+            try:
+                # an empty round trip through the writer: everything before it is spooled
+                self._queue.put((_NOOP, marker), timeout=timeout)
+                marker.result(timeout)
+            except (queue.Full, TimeoutError, AuditUnavailable):
+                return False
+        for shipper in self.shippers:
+            shipper.caught_up.clear()
+            shipper.wake.set()
+            if not shipper.caught_up.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush what is queued, then stop the writer."""
+        """Spool what is queued, sign a last checkpoint, let sinks catch up, then stop."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
+        for shipper in self.shippers:
+            shipper.stop(timeout)
+        self.shippers = []
+        if self.spool is not None:
+            self.spool.close()
         self.store.close()
+
+
+_NOOP: dict[str, Any] = {}

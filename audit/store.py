@@ -35,11 +35,12 @@ CREATE TABLE IF NOT EXISTS events (
     doc          TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-CREATE INDEX IF NOT EXISTS events_user ON events(user_name, ts);
-CREATE INDEX IF NOT EXISTS events_client ON events(client_id, ts);
-CREATE INDEX IF NOT EXISTS events_ip ON events(source_ip, ts);
-CREATE INDEX IF NOT EXISTS events_data ON events(data_dataset, ts);
-CREATE INDEX IF NOT EXISTS events_decision ON events(decision, ts);
+CREATE INDEX IF NOT EXISTS events_user_seq ON events(user_name, seq);
+CREATE INDEX IF NOT EXISTS events_client_seq ON events(client_id, seq);
+CREATE INDEX IF NOT EXISTS events_ip_seq ON events(source_ip, seq);
+CREATE INDEX IF NOT EXISTS events_data_seq ON events(data_dataset, seq);
+CREATE INDEX IF NOT EXISTS events_decision_seq ON events(decision, seq);
+CREATE INDEX IF NOT EXISTS events_action_seq ON events(action, seq);
 CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 """
 
@@ -54,7 +55,9 @@ def _get(doc: dict[str, Any], dotted: str) -> Any:
 
 
 def _row(doc: dict[str, Any]) -> tuple[Any, ...]:
+    seq = _get(doc, "ztgw.chain.seq")
     return (
+        seq if isinstance(seq, int) else None,  # the chain position; unchained rows get the next
         doc["event"]["id"],
         doc["@timestamp"],
         *(_get(doc, f) for f in FIELDS),
@@ -93,8 +96,8 @@ class AuditStore:
     def append(self, docs: Sequence[dict[str, Any]]) -> int:
         """Store a batch in one transaction; returns how many were new."""
         conn = self._conn
-        cols = ", ".join(["id", "ts", *FIELDS.values(), "doc"])
-        marks = ", ".join("?" * (len(FIELDS) + 3))
+        cols = ", ".join(["seq", "id", "ts", *FIELDS.values(), "doc"])
+        marks = ", ".join("?" * (len(FIELDS) + 4))
         before = conn.total_changes
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -161,6 +164,39 @@ class AuditStore:
     def last_seq(self) -> int:
         row = self._conn.execute("SELECT max(seq) FROM events").fetchone()
         return int(row[0] or 0)
+
+    def chain_head(self) -> tuple[int, str] | None:
+        """(position, chain value) of the newest chained event, if any."""
+        row = self._conn.execute("SELECT seq, doc FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        value = _get(orjson.loads(row[1]), "event.hash")
+        return (int(row[0]), value) if isinstance(value, str) else None
+
+    def chain_values(self, first: int, last: int) -> list[bytes]:
+        """``event.hash`` of positions ``first..last`` in order (missing ones are skipped)."""
+        rows = self._conn.execute(
+            "SELECT doc FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last)
+        ).fetchall()
+        out = []
+        for (doc,) in rows:
+            value = _get(orjson.loads(doc), "event.hash")
+            if isinstance(value, str):
+                out.append(bytes.fromhex(value))
+        return out
+
+    def iter_rows(self, batch: int = 5000) -> Iterator[tuple[int, bytes]]:
+        """(position, stored JSON) in position order, read in batches (for verification)."""
+        last = -1
+        while True:
+            rows = self._conn.execute(
+                "SELECT seq, doc FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            for seq, doc in rows:
+                yield int(seq), doc.encode() if isinstance(doc, str) else doc
+            last = int(rows[-1][0])
 
     def iter_all(self) -> Iterator[dict[str, Any]]:
         for (doc,) in self._conn.execute("SELECT doc FROM events ORDER BY seq"):
