@@ -66,6 +66,11 @@ class Match:
 
 # ------------------------------------------------------------------ reference data
 
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 # The common surnames (2020 census order, top ~300) and compound surnames.
 _SINGLE_SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗郑梁谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋余于杜叶程"
@@ -75,20 +80,21 @@ _SINGLE_SURNAMES = (
     "路盛麦屈佘宁景丛车包丘苑阮解尤凌宫臧储冉路窦应晏卞谈籍蓝靳艾邬鞠隋刁桂饶廉池云"
     "计费古米胥封官边冷游阚郎时揭曲闵栾粟母晋荣商宗乐欧"
 )
-_COMPOUND_SURNAMES = frozenset((
-    "欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒", "夏侯", "轩辕", "令狐",
-    "钟离", "端木", "南宫", "西门",
-))
+_COMPOUND_SURNAMES = frozenset(
+    _words("欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙")
+    + _words("宇文 司徒 夏侯 轩辕 令狐 钟离 端木 南宫 西门")
+)
 SURNAMES = frozenset(_SINGLE_SURNAMES) | _COMPOUND_SURNAMES
 # A short CJK value ending in one of these is a place, an organisation or a category.
 _NOT_NAME_SUFFIX = frozenset("区县市省族路街道镇乡村局院司行部厅委办会所处科站队组室楼号户婚业类型级")
 
 _PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 _PROVINCE_NAMES = (
-    "北京市", "天津市", "上海市", "重庆市", "河北省", "山西省", "辽宁省", "吉林省", "黑龙江省", "江苏省", "浙江省", "安徽省",
-    "福建省", "江西省", "山东省", "河南省", "湖北省", "湖南省", "广东省", "海南省", "四川省", "贵州省", "云南省", "陕西省",
-    "甘肃省", "青海省", "台湾省", "内蒙古自治区", "广西壮族自治区", "西藏自治区", "宁夏回族自治区", "新疆维吾尔自治区", "香港特别行政区",
-    "澳门特别行政区",
+    _words("北京市 天津市 上海市 重庆市 河北省 山西省 辽宁省 吉林省 黑龙江省 江苏省")
+    + _words("浙江省 安徽省 福建省 江西省 山东省 河南省 湖北省 湖南省 广东省 海南省")
+    + _words("四川省 贵州省 云南省 陕西省 甘肃省 青海省 台湾省 内蒙古自治区")
+    + _words("广西壮族自治区 西藏自治区 宁夏回族自治区 新疆维吾尔自治区")
+    + _words("香港特别行政区 澳门特别行政区")
 )
 
 # Long-distance area codes: 010 and 02x are three digits; every other code is 0 + 3 digits
