@@ -1,0 +1,427 @@
+"""Streaming protection of response bodies with bounded memory.
+
+A :class:`BodyStream` is fed the upstream body chunk by chunk and returns the protected
+bytes as soon as whole records are available, so memory holds one record and one chunk,
+never the body::
+
+    stream = BodyStream(Pipeline(mask_plan, watermark_plan), fmt="ndjson", encoding="gzip")
+    for chunk in upstream:
+        send(stream.feed(chunk))
+    send(stream.close())
+
+- ``fmt``: ``json`` (an array of records, or a page object whose ``items`` is that array —
+  the other keys pass through), ``ndjson`` or ``csv`` (header row first).
+- ``encoding``: the upstream ``Content-Encoding`` — ``identity``, ``gzip``, ``deflate`` or
+  ``br``; the output is re-encoded the same way, so the header stays true.
+- Limits: a single record larger than ``max_record`` bytes, or a decoded body larger than
+  ``max_output`` bytes (decompression bombs), raise :class:`StreamError`: the caller must
+  abort the response, never pass the rest through unprotected.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import brotli
+import orjson
+
+from .masking import MaskPlan, records_of
+from .watermark import WatermarkPlan
+
+__all__ = ["ENCODINGS", "BodyStream", "Pipeline", "StreamError"]
+
+Encoding = Literal["identity", "gzip", "deflate", "br"]
+ENCODINGS = ("identity", "gzip", "deflate", "br")
+MAX_RECORD = 16 * 1024 * 1024  # one record larger than this is not an API record
+SLICE = 256 * 1024  # decoded bytes handled at a time
+
+
+class StreamError(ValueError):
+    """The body cannot be protected (malformed, too large, bad encoding): abort it."""
+
+
+# ------------------------------------------------------------------ what happens per record
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """mask → watermark, record by record (either step may be absent)."""
+
+    mask: MaskPlan | None = None
+    watermark: WatermarkPlan | None = None
+    records: int = 0
+    touched: set[str] = field(default_factory=set)
+    _csv_header: list[str] = field(default_factory=list)
+    _csv_cols: list[Any] = field(default_factory=list)
+
+    def record(self, rec: Any) -> Any:
+        if isinstance(rec, dict):
+            if self.mask is not None:
+                self.touched |= self.mask.record(rec)
+            if self.watermark is not None:
+                self.watermark.record(rec)
+            self.records += 1
+        return rec
+
+    def csv_header(self, header: list[str]) -> None:
+        self._csv_header = header
+        if self.mask is not None:
+            self._csv_cols = self.mask.csv_columns(header)
+            self.touched |= {header[i] for i, _ in self._csv_cols}
+
+    def csv_row(self, row: list[str]) -> None:
+        if self.mask is not None:
+            self.mask.csv_row(self._csv_header, self._csv_cols, row, self.touched)
+        if self.watermark is not None:
+            self.watermark.csv_row(row)
+        self.records += 1
+
+    # whole bodies (no streaming) — same results as BodyStream
+    def json_body(self, body: bytes) -> bytes:
+        doc = orjson.loads(body)
+        for rec in records_of(doc):
+            self.record(rec)
+        return orjson.dumps(doc)
+
+
+# ------------------------------------------------------------------ content codings
+
+
+class _Decoder:
+    def __init__(self, encoding: str, max_output: int | None) -> None:
+        if encoding not in ENCODINGS:
+            raise StreamError(f"unsupported content encoding {encoding!r}")
+        self.encoding = encoding
+        self.max_output = max_output
+        self.total = 0
+        self._first = True
+        self._z: Any = None
+        self._br: Any = None
+        if encoding == "gzip":
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "br":
+            self._br = brotli.Decompressor()
+
+    def _count(self, out: bytes) -> bytes:
+        self.total += len(out)
+        if self.max_output is not None and self.total > self.max_output:
+            raise StreamError("the decoded body is too large")
+        return out
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        try:
+            if self.encoding == "identity":
+                for i in range(0, len(data), SLICE):
+                    yield self._count(data[i:i + SLICE])
+                return
+            if self.encoding == "br":
+                yield self._count(self._br.process(data, output_buffer_limit=SLICE))
+                while not self._br.can_accept_more_data():
+                    yield self._count(self._br.process(b"", output_buffer_limit=SLICE))
+                return
+            if self._z is None:  # deflate: zlib-wrapped per RFC 9110, raw from some servers
+                raw = bool(data) and (data[0] & 0x0F) != 8
+                self._z = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+            buf = data
+            while buf:
+                yield self._count(self._z.decompress(buf, SLICE))
+                buf = self._z.unconsumed_tail
+        except (zlib.error, brotli.error) as exc:
+            raise StreamError(f"bad {self.encoding} body: {exc}") from None
+
+    def close(self) -> Iterator[bytes]:
+        try:
+            if self.encoding == "br":
+                while not self._br.is_finished():
+                    out = self._br.process(b"", output_buffer_limit=SLICE)
+                    if not out:
+                        raise StreamError("truncated br body")
+                    yield self._count(out)
+            elif self._z is not None:
+                yield self._count(self._z.flush())
+                if not self._z.eof:
+                    raise StreamError(f"truncated {self.encoding} body")
+        except (zlib.error, brotli.error) as exc:
+            raise StreamError(f"bad {self.encoding} body: {exc}") from None
+
+
+class _Encoder:
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._z: Any = None
+        self._br: Any = None
+        if encoding == "gzip":
+            self._z = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._z = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS)
+        elif encoding == "br":
+            self._br = brotli.Compressor(quality=4)
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        if self._z is not None:
+            return self._z.compress(data)  # type: ignore[no-any-return]
+        if self._br is not None:
+            return self._br.process(data)  # type: ignore[no-any-return]
+        return data
+
+    def close(self) -> bytes:
+        if self._z is not None:
+            return self._z.flush()  # type: ignore[no-any-return]
+        if self._br is not None:
+            return self._br.finish()  # type: ignore[no-any-return]
+        return b""
+
+
+# ------------------------------------------------------------------ record framing
+
+# a string token may be cut by the chunk end: it then has no closing quote (see _complete)
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
+_WS = b" \t\r\n"
+
+
+def _complete(tok: bytes) -> bool:
+    return len(tok) >= 2 and tok[-1] == 0x22
+
+
+class _JsonFramer:
+    """Finds the records array (top level, or ``items`` of the top-level object) and hands
+    each element to the pipeline; everything else passes through byte for byte."""
+
+    def __init__(self, pipe: Pipeline, max_record: int) -> None:
+        self.pipe = pipe
+        self.max_record = max_record
+        self.buf = bytearray()
+        self.state = "prefix"  # prefix → array → suffix
+        self.scan = 0  # prefix: bytes of buf already tokenised
+        self.depth = 0
+        self.last_key = b""
+
+    def feed(self, data: bytes) -> bytes:
+        self.buf += data
+        out = bytearray()
+        if self.state == "prefix":
+            self._prefix(out)
+        if self.state == "array":
+            self._array(out)
+        if self.state == "suffix":
+            out += self.buf
+            self.buf.clear()
+        if len(self.buf) > self.max_record:
+            raise StreamError("a JSON record is too large")
+        return bytes(out)
+
+    def _prefix(self, out: bytearray) -> None:
+        start = 0
+        for m in _TOKEN.finditer(bytes(self.buf), self.scan):
+            tok = m.group()
+            if tok[0] == 0x22:  # a string
+                if not _complete(tok):
+                    self.scan = m.start()  # continues in the next chunk
+                    return
+                if self.depth == 1:
+                    self.last_key = tok
+                continue
+            if tok == b"[" and (self.depth == 0 or (self.depth == 1 and self.last_key == b'"items"')):
+                start = m.end()
+                break
+            self.depth += 1 if tok in (b"{", b"[") else -1
+        else:
+            self.scan = len(self.buf)
+            return
+        del m  # release the buffer export before resizing
+        out += self.buf[:start]
+        del self.buf[:start]
+        self.state = "array"
+
+    def _array(self, out: bytearray) -> None:
+        buf = self.buf
+        i = 0
+        n = len(buf)
+        while True:
+            while i < n and (buf[i] in _WS or buf[i] == 0x2C):
+                i += 1
+            if i >= n:
+                break
+            if buf[i] == 0x5D:  # ']'
+                out += buf[:i]  # separators already emitted below; keep whitespace
+                del buf[:i]
+                self.state = "suffix"
+                return
+            end = self._element_end(buf, i)
+            if end is None:
+                break
+            rec = orjson.loads(bytes(buf[i:end]))
+            out += buf[:i]  # whitespace / comma before the element, verbatim
+            out += orjson.dumps(self.pipe.record(rec))
+            del buf[:end]
+            n = len(buf)
+            i = 0
+
+    @staticmethod
+    def _element_end(buf: bytearray, i: int) -> int | None:
+        first = buf[i]
+        if first not in b'{["':  # a bare number or literal ends at ',', ']' or space
+            for k in range(i, len(buf)):
+                if buf[k] in b",]" or buf[k] in _WS:
+                    return k
+            return None
+        if first == 0x7B:  # '{': fast path — a flat object ends at its first '}'
+            j = buf.find(b"}", i)
+            if j < 0:
+                return None
+            try:
+                orjson.loads(bytes(buf[i:j + 1]))
+                return j + 1
+            except orjson.JSONDecodeError:
+                pass
+        depth = 0
+        for m in _TOKEN.finditer(buf, i):
+            tok = m.group()
+            if tok[0] == 0x22:
+                if not _complete(tok):
+                    return None
+                if depth == 0:
+                    return m.end()
+                continue
+            depth += 1 if tok in (b"{", b"[") else -1
+            if depth == 0:
+                return m.end()
+        return None
+
+    def close(self) -> bytes:
+        if self.state == "prefix":
+            # no records array: one document (a single record), bounded by max_record
+            if not self.buf.strip():
+                return b""
+            try:
+                doc = orjson.loads(bytes(self.buf))
+            except orjson.JSONDecodeError as exc:
+                raise StreamError(f"not valid JSON: {exc}") from None
+            self.buf.clear()
+            if isinstance(doc, dict):
+                self.pipe.record(doc)
+            return orjson.dumps(doc)
+        if self.state == "array":
+            raise StreamError("the JSON array is not terminated")
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+
+class _NdjsonFramer:
+    def __init__(self, pipe: Pipeline, max_record: int) -> None:
+        self.pipe, self.max_record, self.buf = pipe, max_record, bytearray()
+
+    def _line(self, line: bytes) -> bytes:
+        if not line.strip():
+            return b""
+        return orjson.dumps(self.pipe.record(orjson.loads(line))) + b"\n"
+
+    def feed(self, data: bytes) -> bytes:
+        self.buf += data
+        cut = self.buf.rfind(b"\n")
+        if cut < 0:
+            if len(self.buf) > self.max_record:
+                raise StreamError("an NDJSON line is too long")
+            return b""
+        lines = bytes(self.buf[:cut])
+        del self.buf[:cut + 1]
+        return b"".join(self._line(line) for line in lines.split(b"\n"))
+
+    def close(self) -> bytes:
+        out = self._line(bytes(self.buf))
+        self.buf.clear()
+        return out
+
+
+class _CsvFramer:
+    def __init__(self, pipe: Pipeline, max_record: int) -> None:
+        self.pipe, self.max_record = pipe, max_record
+        self.text = ""
+        self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self.header: list[str] | None = None
+        self.quotes = 0  # quote count of self.text before scan
+        self.scan = 0
+
+    def _rows(self, text: str) -> bytes:
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, lineterminator="\r\n")
+        for row in csv.reader(io.StringIO(text, newline="")):
+            if self.header is None:
+                self.header = row
+                self.pipe.csv_header(row)
+            else:
+                self.pipe.csv_row(row)
+            writer.writerow(row)
+        return out.getvalue().encode("utf-8")
+
+    def feed(self, data: bytes) -> bytes:
+        self.text += self.decoder.decode(data)
+        # complete rows end at the last newline outside quotes (RFC 4180 §2.6)
+        cut, q, pos = -1, self.quotes, self.scan
+        while (nl := self.text.find("\n", pos)) >= 0:
+            q += self.text.count('"', pos, nl)
+            if q % 2 == 0:
+                cut = nl
+            pos = nl + 1
+        if cut < 0:
+            self.quotes, self.scan = q, pos
+            if len(self.text) > self.max_record:
+                raise StreamError("a CSV row is too long")
+            return b""
+        complete, self.text = self.text[:cut + 1], self.text[cut + 1:]
+        self.scan = pos - (cut + 1)
+        self.quotes = self.text.count('"', 0, self.scan)
+        return self._rows(complete)
+
+    def close(self) -> bytes:
+        self.text += self.decoder.decode(b"", final=True)
+        out = self._rows(self.text) if self.text.strip() else b""
+        self.text = ""
+        return out
+
+
+# ------------------------------------------------------------------ the stream
+
+
+class BodyStream:
+    """Incremental body protection: ``feed`` chunks, then ``close``."""
+
+    def __init__(self, pipeline: Pipeline, fmt: str, encoding: str = "identity", *,
+                 max_record: int = MAX_RECORD, max_output: int | None = None) -> None:
+        framers = {"json": _JsonFramer, "ndjson": _NdjsonFramer, "csv": _CsvFramer}
+        if fmt not in framers:
+            raise StreamError(f"unsupported body format {fmt!r}")
+        self.pipeline = pipeline
+        self._framer: Any = framers[fmt](pipeline, max_record)
+        self._dec = _Decoder(encoding or "identity", max_output)
+        self._enc = _Encoder(encoding or "identity")
+
+    def feed(self, chunk: bytes) -> bytes:
+        out = bytearray()
+        try:
+            for piece in self._dec.feed(chunk):
+                out += self._enc.feed(self._framer.feed(piece))
+        except (orjson.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
+            raise StreamError(f"malformed body: {exc}") from None
+        return bytes(out)
+
+    def close(self) -> bytes:
+        out = bytearray()
+        try:
+            for piece in self._dec.close():
+                out += self._enc.feed(self._framer.feed(piece))
+            out += self._enc.feed(self._framer.close())
+        except (orjson.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
+            raise StreamError(f"malformed body: {exc}") from None
+        out += self._enc.close()
+        return bytes(out)
