@@ -85,6 +85,7 @@ class DataPlaneConfig:
     max_request_body: int
     receive_timeout: float
     identity_key: bytes  # HMAC-SM3 key for the X-ZTGW-Identity header sent upstream
+    passthrough: bool = False  # benchmarks only: no authentication, decision, masking or audit
 
 
 class DataPlane:
@@ -117,6 +118,9 @@ class DataPlane:
                                                headers.get("x-forwarded-for")),
             user_agent=headers.get("user-agent"),
         )
+        if self.config.passthrough:
+            await self._passthrough(scope, headers, ex, send)
+            return
         try:
             status, out_headers, body, durable = await self._handle(scope, receive, headers, ex)
         except GatewayError as err:
@@ -136,6 +140,23 @@ class DataPlane:
                 ex.request_id), ex)
             return
         await self._send(send, status, out_headers, body, ex)
+
+    async def _passthrough(self, scope: Scope, headers: dict[str, str], ex: Exchange,
+                           send: Send) -> None:
+        """The proxy alone, to measure what the security pipeline costs (bench/)."""
+        try:
+            route = self.routes.match(canonical_path(scope.get("raw_path") or b""))
+            if route is None:
+                raise NotFound("no data API at this path")
+            query = scope.get("query_string", b"").decode("ascii")
+            up = await self.upstream.fetch(
+                route.dataset.upstream_url, route.upstream_path + ("?" + query if query else ""),
+                scope["method"], {"accept": headers.get("accept", "*/*")}, route.dataset.dataset)
+        except (GatewayError, PathRejected) as err:
+            await self._send(send, 502, [], error_body("passthrough", str(err), ex.request_id), ex)
+            return
+        ctype = up.headers.get("content-type", "application/octet-stream").encode("latin-1")
+        await self._send(send, up.status, [(b"content-type", ctype)], up.body, ex)
 
     # --- pipeline ------------------------------------------------------------------------
     async def _handle(self, scope: Scope, receive: Receive, headers: dict[str, str],

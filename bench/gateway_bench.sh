@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Data-plane throughput on loopback, in one run, same worker count everywhere (issue 7):
+#   the demo upstream directly, nginx as a plain reverse proxy to it, ztgw with the full
+#   security path (token verified, policy decision, masking, audit) with a warm and a cold
+#   token cache, and ztgw in pass-through mode.  wrk, 2 threads, 32 connections.
+# Usage: bash bench/gateway_bench.sh [seconds-per-run]   (needs: nginx, wrk — Debian packages)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10}
+PY=${PY:-.venv/bin/python}
+ZTGW=(".venv/bin/ztgw")
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk"; exit 2; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "nginx missing: apt-get install -y nginx-light"; exit 2; }
+
+WORK=$(mktemp -d)
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); NG=$(free_port); GW=$(free_port); PT=$(free_port)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+export ZTGW_HOME="$WORK/home"
+"${ZTGW[@]}" init >/dev/null 2>&1
+"${ZTGW[@]}" demo seed --upstream-url "http://127.0.0.1:$UP" >/dev/null 2>&1
+"${ZTGW[@]}" demo upstream --port "$UP" & PIDS+=($!)
+
+cat > "$WORK/nginx.conf" <<NGX
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream demo { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NG;
+    location / { proxy_pass http://demo; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGX
+"$NGINX" -c "$WORK/nginx.conf" -p "$WORK"
+
+ZTGW_PORT=$GW "${ZTGW[@]}" serve --port "$GW" & PIDS+=($!)
+# pass-through: the same gateway code with the security pipeline switched off (bench only)
+ZTGW_HOME="$WORK/home" ZTGW_DATA_PLANE_PASSTHROUGH=true "${ZTGW[@]}" serve --port "$PT" & PIDS+=($!)
+
+for url in "http://127.0.0.1:$UP/healthz" "http://127.0.0.1:$GW/readyz" "http://127.0.0.1:$PT/healthz" "http://127.0.0.1:$NG/healthz"; do
+  for _ in $(seq 100); do curl -sf "$url" >/dev/null 2>&1 && break; sleep 0.2; done
+done
+
+Q="/api/population/persons?page=1&size=5"
+TOKEN=$(curl -s -u demo-analytics:demo-analytics-secret-2026 -d grant_type=client_credentials \
+  "http://127.0.0.1:$GW/oauth2/token" | $PY -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
+BYTES=$(curl -s "http://127.0.0.1:$UP$Q" | wc -c)
+# cold cache: a fresh token for every request, issued with the gateway's own signing key
+COLD="$WORK/tokens.txt"
+$PY bench/_mint_tokens.py "$ZTGW_HOME" "http://127.0.0.1:$GW" 60000 > "$COLD"
+cat > "$WORK/cold.lua" <<LUA
+local tokens = {}
+for line in io.lines("$COLD") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  local t = tokens[(i % #tokens) + 1]
+  return wrk.format("GET", "$Q", { ["Authorization"] = "Bearer " .. t })
+end
+LUA
+# each wrk thread has its own Lua state: offset them so they do not replay each other's tokens
+cat > "$WORK/cold_setup.lua" <<LUA
+local tokens = {}
+for line in io.lines("$COLD") do tokens[#tokens + 1] = line end
+local n = 0
+setup = function(thread) n = n + 1; thread:set("base", n * 30000) end
+local i = 0
+request = function()
+  i = i + 1
+  local t = tokens[((base + i) % #tokens) + 1]
+  return wrk.format("GET", "$Q", { ["Authorization"] = "Bearer " .. t })
+end
+LUA
+
+run() { # name url [extra wrk args…]
+  local name=$1 url=$2; shift 2
+  local out; out=$(wrk -t2 -c32 -d"${DUR}s" --latency "$@" "$url" 2>&1)
+  local rps; rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  local p99; p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  local non2xx; non2xx=$(echo "$out" | awk '/Non-2xx/ {print $4}')
+  printf '%s\t%s\t%s\t%s\n' "$name" "${rps:-0}" "${p99:-?}" "${non2xx:-0}"
+}
+
+echo "# $(date -u +%FT%TZ) wrk -t2 -c32 -d${DUR}s, response body ${BYTES} bytes, 1 worker each" >&2
+RESULTS=$(
+  run "upstream direct" "http://127.0.0.1:$UP$Q"
+  run "nginx proxy" "http://127.0.0.1:$NG$Q"
+  run "ztgw pass-through" "http://127.0.0.1:$PT$Q"
+  run "ztgw full, warm token cache" "http://127.0.0.1:$GW$Q" -H "Authorization: Bearer $TOKEN"
+  run "ztgw full, cold token cache (ES256)" "http://127.0.0.1:$GW" -s "$WORK/cold_setup.lua"
+)
+echo "$RESULTS" | $PY bench/_gateway_report.py
