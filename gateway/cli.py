@@ -25,6 +25,7 @@ from ztgw.audit.cli import app as audit_app
 from ztgw.audit.store import AuditStore
 from ztgw.policies.domain import Classification
 
+from .protection.cli import scan_app, watermark_app
 from .settings import Settings
 
 app = typer.Typer(
@@ -41,6 +42,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(clients_app, name="clients")
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
+app.add_typer(scan_app, name="scan")
+app.add_typer(watermark_app, name="watermark")
 
 err = Console(stderr=True)
 

@@ -21,6 +21,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 
 from .identifiers import (
@@ -29,6 +30,7 @@ from .identifiers import (
     is_valid_id_number,
     is_valid_id_number_15,
     is_valid_luhn,
+    is_valid_region_code,
     is_valid_uscc,
     load_gazetteer,
 )
@@ -189,6 +191,19 @@ def _is_address(s: str) -> bool:
 # ------------------------------------------------------------------ whole values
 
 
+def _id_shaped(s: str) -> bool:
+    """18 digits with a real region code and birth date: an ID number with a wrong check
+    character is a typo or a decoy, never a card number."""
+    if len(s) != 18 or not is_valid_region_code(s[:6]):
+        return False
+    try:
+        date(int(s[6:10]), int(s[10:12]), int(s[12:14]))
+    except ValueError:
+        return False
+    return True
+
+
+
 def classify(value: str) -> str | None:
     """The detector id of ``value`` when the whole value is one identifier, else ``None``."""
     s = value.strip()
@@ -204,7 +219,7 @@ def classify(value: str) -> str | None:
                 return "cn_uscc"
             if n == 11 and is_valid_cn_mobile(s):
                 return "cn_mobile"
-            if 16 <= n <= 19 and is_valid_bank_card(s):
+            if 16 <= n <= 19 and is_valid_bank_card(s) and not _id_shaped(s):
                 return "bank_card"
             return None  # bare digit runs are too ambiguous for a landline
         if n == 18:
@@ -284,7 +299,7 @@ def _token_type(tok: str, text: str, start: int) -> str | None:
             return "cn_uscc"
         if n == 11 and is_valid_cn_mobile(tok):
             return "cn_mobile"
-        if 16 <= n <= 19 and is_valid_bank_card(tok):
+        if 16 <= n <= 19 and is_valid_bank_card(tok) and not _id_shaped(tok):
             return "bank_card"
         return None
     if n == 18:

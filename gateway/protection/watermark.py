@@ -47,6 +47,7 @@ from .masking import records_of
 __all__ = [
     "ALPHA",
     "CODEWORD_BITS",
+    "REGISTRY_FILE",
     "Candidate",
     "TraceResult",
     "WatermarkIssue",
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 CODEWORD_BITS = 256
+REGISTRY_FILE = "watermarks.db"  # under HOME
 ALPHA = 1e-9  # attribute only when the false-attribution bound is at most this
 TEXT_SLOTS = 3
 MIN_TEXT = 4
@@ -354,6 +356,8 @@ class WatermarkRegistry:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.touch(mode=0o600)
         self._db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
