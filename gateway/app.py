@@ -30,13 +30,19 @@ from .dataplane.ratelimit import RateLimit, RateLimiter
 from .dataplane.routes import RouteTable
 from .dataplane.upstream import UpstreamConfig, UpstreamPool
 from .http import JSONResponse as ORJSONResponse
+from .identity.authn import Authenticator
 from .identity.client_secrets import SecretHasher, load_or_create_pepper
 from .identity.directory import Directory
 from .identity.http import build_router
 from .identity.keys import KeyRing
 from .identity.oauth import ZtgwAuthorizationServer
+from .identity.revocation import RevocationList
+from .identity.sessions import CsrfGuard, SessionManager
+from .identity.store import OAuthStore
 from .identity.subjects import SubjectResolver
 from .identity.tokens import AccessTokenVerifier, TokenIssuer
+from .identity.totp import SecretSealer
+from .identity.web import IdentityWeb
 from .metrics import Metrics
 from .settings import Settings
 
@@ -63,11 +69,24 @@ class Gateway:
         self.hasher = SecretHasher(pepper)
         self.issuer = TokenIssuer(self.keyring, issuer, settings.data_audience,
                                   settings.access_token_ttl)
+        self.oauth_store = OAuthStore(self.directory.engine)
         self.verifier = AccessTokenVerifier(self.keyring.keyset, issuer, settings.data_audience,
-                                            leeway=settings.token_leeway)
+                                            leeway=settings.token_leeway,
+                                            revocations=RevocationList(self.oauth_store))
+        self.pepper = pepper
         self.engine = PolicyEngine(CompiledPolicy(load_bundle(settings.bundle_path)))
         self.audit = AuditLog.from_settings(settings.audit_settings())
-        self.oauth = ZtgwAuthorizationServer(self.directory, self.hasher, self.issuer)
+        self.oauth = ZtgwAuthorizationServer(
+            self.directory, self.hasher, self.issuer, store=self.oauth_store,
+            verifier=self.verifier, refresh_ttl=settings.refresh_token_ttl,
+            on_signal=self._identity_event)
+        self.sessions = SessionManager(
+            self.oauth_store, self.directory, self.issuer, settings.session_idle_timeout,
+            settings.session_max_age, issuer.startswith("https://"), on_event=self._identity_event)
+        self.authn = Authenticator(self.directory, self.oauth_store, SecretSealer(pepper),
+                                   iterations=settings.password_iterations)
+        self.identity_web = IdentityWeb(self.oauth, self.sessions, self.authn, CsrfGuard(pepper),
+                                        issuer, self._identity_event)
         self.data_plane = DataPlane(
             config=DataPlaneConfig(
                 max_request_body=settings.max_request_body,
@@ -99,10 +118,22 @@ class Gateway:
         except AuditUnavailable:
             self.metrics.audit_events.labels("dropped").inc()
 
+    def _identity_event(self, action: str, fields: dict[str, Any]) -> None:
+        from ztgw.audit.events import auth_event
+
+        failure = action.endswith("failed") or action in ("refresh-token-reuse",)
+        self._emit(auth_event(
+            action=action, outcome="failure" if failure else "success",
+            request_id=fields.get("request_id") or new_request_id(),
+            client_id=fields.get("client_id"), source_ip=fields.get("source_ip"),
+            reason=fields.get("reason"), user=fields.get("username"),
+        ))
+
     def _build_api(self, issuer: str) -> FastAPI:
         api = FastAPI(title="ztgw", version=VERSION, docs_url=None, redoc_url=None,
                       openapi_url=None, default_response_class=ORJSONResponse)
         api.include_router(build_router(self.oauth, self.keyring, issuer, self._emit))
+        api.include_router(self.identity_web.router())
 
         @api.get("/healthz", operation_id="healthz", tags=["health"])
         async def healthz() -> dict[str, str]:

@@ -23,8 +23,8 @@ from rich.console import Console
 from ztgw.audit.checkpoint import load_or_create_signing_key
 from ztgw.audit.cli import app as audit_app
 from ztgw.audit.store import AuditStore
-from ztgw.policies.domain import Classification
 
+from .identity.cli import clients_app, sessions_app, users_app
 from .protection.cli import scan_app, watermark_app
 from .settings import Settings
 
@@ -34,12 +34,11 @@ app = typer.Typer(
 )
 demo_app = typer.Typer(help="The demo realm: seed it, run its data APIs, run everything.",
                        no_args_is_help=True)
-users_app = typer.Typer(help="Users of the directory.", no_args_is_help=True)
-clients_app = typer.Typer(help="Applications (OAuth clients).", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 app.add_typer(users_app, name="users")
 app.add_typer(clients_app, name="clients")
+app.add_typer(sessions_app, name="sessions")
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 app.add_typer(scan_app, name="scan")
@@ -173,84 +172,6 @@ def _hasher(settings: Settings) -> Any:
     if settings.secret_pepper:
         return SecretHasher(bytes.fromhex(settings.secret_pepper.get_secret_value()))
     return SecretHasher(load_or_create_pepper(settings.keys_dir))
-
-
-@clients_app.command("add")
-def clients_add(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Option(help="display name")],
-    redirect_uri: Annotated[list[str] | None, typer.Option(help="exact redirect URI")] = None,
-    public: Annotated[bool, typer.Option(help="public client (no secret)")] = False,
-    grant_type: Annotated[list[str] | None, typer.Option(help="allowed grant type")] = None,
-    scope: Annotated[str, typer.Option(help="space-separated scopes")] = "",
-    id_token_alg: Annotated[str, typer.Option(help="ID token signing alg")] = "RS256",  # noqa: S107
-    role: Annotated[list[str] | None, typer.Option(help="role for the policy engine")] = None,
-    department: Annotated[str | None, typer.Option(help="owning department")] = None,
-    clearance: Annotated[str, typer.Option(help="一般/重要/核心")] = "一般",
-    client_id: Annotated[str | None, typer.Option(help="choose the client id")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Register an application; prints client_id (and client_secret if confidential)."""
-    import re
-    import secrets
-
-    from .identity.client_secrets import new_client_secret
-    from .identity.directory import ClientRecord
-
-    settings: Settings = ctx.obj
-    grants = tuple(grant_type or (["authorization_code", "refresh_token"] if public
-                                  else ["client_credentials"]))
-    forbidden = {"password", "implicit", "token"} & set(grants)
-    if forbidden:  # RFC 9700 §2.4, §2.1.2
-        err.print(f"grant types {sorted(forbidden)} are not allowed (RFC 9700)")
-        raise typer.Exit(2)
-    if public and "client_credentials" in grants:
-        err.print("a public client cannot use client_credentials")
-        raise typer.Exit(2)
-    cid = client_id or f"app-{secrets.token_hex(8)}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{2,127}", cid):
-        err.print("client id: 3-128 characters of A-Z a-z 0-9 . _ -")
-        raise typer.Exit(2)
-    try:
-        level = Classification.parse(clearance)
-    except ValueError as exc:
-        err.print(str(exc))
-        raise typer.Exit(2) from exc
-    directory = _open_directory(settings)
-    if directory.get_client(cid) is not None:
-        err.print(f"client {cid} already exists")
-        raise typer.Exit(2)
-    secret = None if public else new_client_secret()
-    directory.put_client(ClientRecord(
-        client_id=cid, name=name, secret_hash=_hasher(settings).hash(secret) if secret else None,
-        public=public, redirect_uris=tuple(redirect_uri or ()), grant_types=grants, scope=scope,
-        roles=tuple(role or ()), department=department, organization=department,
-        clearance=level, id_token_alg=id_token_alg,
-    ))
-    out = {"client_id": cid, "name": name, "grant_types": list(grants)}
-    if secret:
-        out["client_secret"] = secret
-    if as_json:
-        _print_json(out)
-    else:
-        for k, v in out.items():
-            typer.echo(f"{k}: {v}")
-
-
-@clients_app.command("list")
-def clients_list(ctx: typer.Context,
-                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List registered applications (never their secrets)."""
-    rows = [
-        {"client_id": c.client_id, "name": c.name, "public": c.public, "roles": list(c.roles),
-         "grant_types": list(c.grant_types), "enabled": c.enabled}
-        for c in _open_directory(ctx.obj).list_clients()
-    ]
-    if as_json:
-        _print_json({"clients": rows})
-    else:
-        for r in rows:
-            typer.echo(f"{r['client_id']:<24} {r['name']}  roles={','.join(r['roles'])}")
 
 
 # --- demo ----------------------------------------------------------------------------------

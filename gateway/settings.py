@@ -80,6 +80,20 @@ class Settings(BaseSettings):
         None, description="overrides HOME/keys/pepper (hex) for client-secret hashing"
     )
 
+    # --- identity (issue 4) ---------------------------------------------------------------
+    session_idle_timeout: int = Field(1800, ge=60, le=86400, description="SSO idle timeout, s")
+    session_max_age: int = Field(8 * 3600, ge=300, le=30 * 86400,
+                                 description="SSO absolute timeout, s")
+    refresh_token_ttl: int = Field(8 * 3600, ge=300, le=90 * 86400, description="seconds")
+    password_iterations: int = Field(600_000, ge=100_000, le=10_000_000,
+                                     description="PBKDF2-HMAC-SM3 iterations for new verifiers")
+    cert_login_ca: Path | None = Field(None, description="PEM CA bundle for SM2 certificate login")
+    federation_issuer: str | None = Field(None, description="upstream OIDC provider (issuer URL)")
+    federation_client_id: str | None = None
+    federation_client_secret: SecretStr | None = None
+    federation_name: str = Field("province", description="short name of the upstream provider")
+    federation_title: str = Field("省统一身份认证平台", description="shown on the login page")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -129,7 +143,7 @@ class Settings(BaseSettings):
 
     def redacted(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
-        for key in ("secret_pepper", "audit_es_api_key"):
+        for key in ("secret_pepper", "audit_es_api_key", "federation_client_secret"):
             if data.get(key):
                 data[key] = "********"
         data["effective_issuer"] = self.effective_issuer

@@ -13,11 +13,13 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from ztgw.crypto.constants import PBKDF2_MIN_ITERATIONS
+from ztgw.crypto.passwords import hash_password
 from ztgw.policies.domain import Classification
 
 from ..catalogue import Catalogue, Dataset
 from ..identity.client_secrets import SecretHasher
-from ..identity.directory import ClientRecord, Directory
+from ..identity.directory import ClientRecord, Directory, UserRecord
 
 G, IMP, C = Classification.GENERAL, Classification.IMPORTANT, Classification.CORE
 
@@ -86,6 +88,47 @@ DEMO_CLIENTS = (
     ),
 )
 
+DEMO_CLIENTS = (
+    *DEMO_CLIENTS,
+    DemoClient(
+        "demo-portal",
+        "城市政务服务门户",
+        None,
+        DATA_BUREAU,
+        (),
+        "openid profile offline_access data.read",
+        G,
+        grant_types=("authorization_code", "refresh_token"),
+        redirect_uris=("http://127.0.0.1:8090/callback", "http://localhost:8090/callback"),
+        note="public client (no secret): sign users in with authorization code + PKCE S256",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    display_name: str
+    password: str
+    department: str
+    clearance: Classification
+    roles: tuple[str, ...]
+    note: str = ""
+
+
+# Demo-only passwords, printed by `make run` and written in README.  They are hashed with the
+# minimum PBKDF2 iteration count so seeding is quick; the first login upgrades the verifier.
+DEMO_USERS = (
+    DemoUser("zhangwei", "张伟", "Demo-Police-2026!", POLICE, C, ("population-officer",),
+             "户籍民警：核心数据权限"),
+    DemoUser("lina", "李娜", "Demo-Analyst-2026!", DATA_BUREAU, IMP, ("population-analyst",),
+             "数据分析员：重要数据权限"),
+    DemoUser("wangfang", "王芳", "Demo-Hrss-2026!", HRSS, IMP, ("social-security-officer",),
+             "社保经办员"),
+    DemoUser("chenjie", "陈杰", "Demo-Citizen-2026!", "某科技有限公司", G, (),
+             "外部人员：一般数据权限，无数据角色"),
+)
+
 DEMO_DATASETS = (
     Dataset(
         dataset="population.persons",
@@ -93,7 +136,7 @@ DEMO_DATASETS = (
         route_prefix="/api/population/persons",
         upstream_url="",
         owner_department=POLICE,
-        key_field="id_number",
+        key_field="id_number", filter_fields=frozenset({"district", "district_code"}),
         fields={
             "id_number": C,
             "name": IMP,
@@ -114,7 +157,7 @@ DEMO_DATASETS = (
         route_prefix="/api/enterprise/companies",
         upstream_url="",
         owner_department=MARKET,
-        key_field="uscc",
+        key_field="uscc", filter_fields=frozenset({"district", "district_code"}),
         fields={
             "uscc": G,
             "name": G,
@@ -136,7 +179,7 @@ DEMO_DATASETS = (
         route_prefix="/api/social-security/contributions",
         upstream_url="",
         owner_department=HRSS,
-        key_field="record_id",
+        key_field="record_id", filter_fields=frozenset({"id_number", "employer_uscc", "month"}),
         fields={
             "record_id": G,
             "month": G,
@@ -198,6 +241,17 @@ def seed(
                 clearance=c.clearance,
             )
         )
+    for u in DEMO_USERS:
+        directory.put_user(
+            UserRecord(
+                username=u.username,
+                display_name=u.display_name,
+                password_hash=hash_password(u.password, iterations=PBKDF2_MIN_ITERATIONS),
+                department=u.department,
+                clearance=u.clearance,
+                roles=u.roles,
+            )
+        )
     for d in DEMO_DATASETS:
         catalogue.put(
             Dataset(
@@ -208,6 +262,7 @@ def seed(
                 owner_department=d.owner_department,
                 fields=d.fields,
                 key_field=d.key_field,
+                filter_fields=d.filter_fields,
             )
         )
     install_bundle(demo_bundle_dir(), bundle_target)
@@ -221,9 +276,23 @@ def seed(
                 "roles": list(c.roles),
                 "scope": c.scope,
                 "grant_types": list(c.grant_types),
+                "redirect_uris": list(c.redirect_uris),
+                "public": c.secret is None,
                 "note": c.note,
             }
             for c in DEMO_CLIENTS
+        ],
+        "users": [
+            {
+                "username": u.username,
+                "password": u.password,
+                "display_name": u.display_name,
+                "department": u.department,
+                "clearance": u.clearance.label,
+                "roles": list(u.roles),
+                "note": u.note,
+            }
+            for u in DEMO_USERS
         ],
         "routes": [
             {

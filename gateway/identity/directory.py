@@ -195,6 +195,16 @@ class Directory:
             enabled=bool(r["enabled"]),
         )
 
+    def set_password_hash(self, username: str, password_hash: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(users.update().where(users.c.username == username)
+                         .values(password_hash=password_hash))
+
+    def set_user_enabled(self, username: str, enabled: bool) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(users.update().where(users.c.username == username)
+                                .values(enabled=enabled)).rowcount == 1
+
     def list_users(self) -> list[UserRecord]:
         with self.engine.connect() as conn:
             names = [r[0] for r in conn.execute(sa.select(users.c.username).order_by("username"))]

@@ -1,8 +1,10 @@
-"""HTTP endpoints of the OpenID provider: discovery (OIDC Discovery 1.0, RFC 8414), JWKS and
-the token endpoint (RFC 6749 §3.2), over :mod:`.oauth`."""
+"""HTTP endpoints of the OpenID provider: discovery (OIDC Discovery 1.0, RFC 8414), JWKS, the
+token endpoint (RFC 6749 §3.2), introspection (RFC 7662), revocation (RFC 7009) and userinfo
+(OIDC Core §5.3), over :mod:`.oauth`.  Browser pages are in :mod:`.web`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -14,26 +16,51 @@ from ztgw.audit.events import auth_event
 
 from ..http import JSONResponse as ORJSONResponse
 from .keys import KeyRing
-from .oauth import GRANT_TYPES_SUPPORTED, TOKEN_AUTH_METHODS, StarletteOAuth2Request
+from .oauth import (
+    CLAIMS_SUPPORTED,
+    GRANT_TYPES_SUPPORTED,
+    SCOPES_SUPPORTED,
+    TOKEN_AUTH_METHODS,
+    StarletteOAuth2Request,
+    user_claims,
+)
 from .oauth import ZtgwAuthorizationServer as Server
+from .tokens import TokenInvalid
 
 MAX_FORM_BYTES = 16 * 1024
 JWKS_CACHE = "public, max-age=300"
 
 
 def discovery_document(issuer: str, keyring: KeyRing) -> dict[str, Any]:
+    auth_methods = [*TOKEN_AUTH_METHODS, "none"]
     return {
         "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth2/authorize",
         "token_endpoint": f"{issuer}/oauth2/token",
+        "userinfo_endpoint": f"{issuer}/oauth2/userinfo",
         "jwks_uri": f"{issuer}/oauth2/jwks",
+        "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "end_session_endpoint": f"{issuer}/oauth2/logout",
         "grant_types_supported": list(GRANT_TYPES_SUPPORTED),
-        "token_endpoint_auth_methods_supported": list(TOKEN_AUTH_METHODS),
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": keyring.algorithms,
-        "scopes_supported": ["openid", "data.read", "ztgw.audit.read"],
+        "scopes_supported": list(SCOPES_SUPPORTED),
+        "claims_supported": list(CLAIMS_SUPPORTED),
+        "acr_values_supported": ["urn:ztgw:acr:pwd", "urn:ztgw:acr:mfa", "urn:ztgw:acr:cert"],
+        "prompt_values_supported": ["none", "login", "consent"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
     }
 
 
@@ -54,9 +81,7 @@ def build_router(server: Server, keyring: KeyRing, issuer: str,
     async def jwks() -> ORJSONResponse:
         return ORJSONResponse(keyring.public_jwks(), headers={"Cache-Control": JWKS_CACHE})
 
-    @router.post("/oauth2/token", operation_id="token")
-    async def token(request: Request) -> Response:
-        rid = request.scope["ztgw.request_id"]
+    async def oauth_form(request: Request) -> StarletteOAuth2Request | ORJSONResponse:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await request.body()
         if ctype != "application/x-www-form-urlencoded" or len(body) > MAX_FORM_BYTES:
@@ -75,11 +100,84 @@ def build_router(server: Server, keyring: KeyRing, issuer: str,
                 {"error": "invalid_request", "error_description": "repeated parameters"},
                 status_code=400, headers={"Cache-Control": "no-store"},
             )
-        req = StarletteOAuth2Request(
+        return StarletteOAuth2Request(
             request.method, str(request.url), request.headers, form,  # type: ignore[arg-type]
             dict(request.query_params),
         )
-        status, payload, headers = server.create_token_response(req)
+
+    def respond(status: int, payload: Any, headers: Any) -> ORJSONResponse:
+        hdrs = dict(headers)
+        hdrs["Cache-Control"] = "no-store"
+        hdrs.pop("Content-Type", None)
+        return ORJSONResponse(payload, status_code=status, headers=hdrs)
+
+    @router.post("/oauth2/introspect", operation_id="introspect")
+    async def introspect(request: Request) -> Response:
+        req = await oauth_form(request)
+        if isinstance(req, ORJSONResponse):
+            return req
+        status, payload, headers = await asyncio.to_thread(
+            server.create_endpoint_response, "introspection", req)
+        return respond(status, payload, headers)
+
+    @router.post("/oauth2/revoke", operation_id="revoke")
+    async def revoke(request: Request) -> Response:
+        req = await oauth_form(request)
+        if isinstance(req, ORJSONResponse):
+            return req
+        status, payload, headers = await asyncio.to_thread(
+            server.create_endpoint_response, "revocation", req)
+        emit(auth_event(
+            action="token-revoked" if status == 200 else "token-revocation-failed",
+            outcome="success" if status == 200 else "failure",
+            request_id=request.scope["ztgw.request_id"],
+            client_id=req.client.get_client_id() if req.client else None,
+            source_ip=request.client.host if request.client else None,
+            reason=None if status == 200 else str(payload.get("error", "")),
+        ))
+        return respond(status, payload, headers)
+
+    async def userinfo(request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        challenge = 'Bearer realm="ztgw", error="invalid_token"'
+        if scheme.lower() != "bearer" or not token.strip():
+            return ORJSONResponse({"error": "invalid_token", "error_description": "send a bearer token"},
+                                  status_code=401, headers={"WWW-Authenticate": 'Bearer realm="ztgw"',
+                                                            "Cache-Control": "no-store"})
+        verifier = server.verifier
+        assert verifier is not None
+        try:
+            at = verifier.verify(token.strip())
+        except TokenInvalid as exc:
+            return ORJSONResponse({"error": "invalid_token", "error_description": str(exc)},
+                                  status_code=401, headers={"WWW-Authenticate": challenge,
+                                                            "Cache-Control": "no-store"})
+        if "openid" not in at.scope or not at.subject.startswith("user:"):
+            return ORJSONResponse(
+                {"error": "insufficient_scope", "error_description": "userinfo needs an openid token"},
+                status_code=403, headers={"WWW-Authenticate": 'Bearer realm="ztgw", '
+                                          'error="insufficient_scope", scope="openid"',
+                                          "Cache-Control": "no-store"})
+        user = await asyncio.to_thread(server.directory.get_user, at.subject[5:])
+        if user is None or not user.enabled:
+            return ORJSONResponse({"error": "invalid_token", "error_description": "no such user"},
+                                  status_code=401, headers={"WWW-Authenticate": challenge,
+                                                            "Cache-Control": "no-store"})
+        return ORJSONResponse(user_claims(user, " ".join(at.scope)),
+                              headers={"Cache-Control": "no-store"})
+
+    router.add_api_route("/oauth2/userinfo", userinfo, methods=["GET", "POST"],
+                         operation_id="userinfo")
+
+    @router.post("/oauth2/token", operation_id="token")
+    async def token(request: Request) -> Response:
+        rid = request.scope["ztgw.request_id"]
+        req = await oauth_form(request)
+        if isinstance(req, ORJSONResponse):
+            return req
+        form = req.payload.datalist
+        status, payload, headers = await asyncio.to_thread(server.create_token_response, req)
         client_id = req.client.get_client_id() if req.client else (form.get("client_id") or [None])[0]
         grant = (form.get("grant_type") or [None])[0]
         emit(auth_event(
@@ -90,8 +188,6 @@ def build_router(server: Server, keyring: KeyRing, issuer: str,
             reason=None if status == 200 else str(payload.get("error", "")),
             grant_type=grant, scope=payload.get("scope") if status == 200 else None,
         ))
-        hdrs = dict(headers)
-        hdrs["Cache-Control"] = "no-store"
-        return ORJSONResponse(payload, status_code=status, headers=hdrs)
+        return respond(status, payload, headers)
 
     return router

@@ -21,8 +21,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from .keys import KeyRing
+from .revocation import RevocationList, RevocationUnavailable
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type
+ID_TOKEN_TYP = "JWT"  # noqa: S105 - ID tokens are plain JWTs, never at+jwt (RFC 9068 §2.1)
 ALLOWED_ALGS = ("ES256", "RS256")  # RFC 8725 §3.1: the allow-list, per context
 FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "crit", "b64", "zip"})
 MAX_TOKEN_BYTES = 8192
@@ -56,6 +58,12 @@ class TokenIssuer:
 
     def issue_access_token(self, *, subject: str, client_id: str, scope: str,
                            extra: dict[str, Any] | None = None) -> str:
+        return self.issue_access_token_with_id(subject=subject, client_id=client_id, scope=scope,
+                                               extra=extra)[0]
+
+    def issue_access_token_with_id(self, *, subject: str, client_id: str, scope: str,
+                                   extra: dict[str, Any] | None = None) -> tuple[str, str, int]:
+        """The token, its ``jti`` and its expiry (for revocation bookkeeping)."""
         key = self.keyring.signing_key(self.alg)
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -71,15 +79,27 @@ class TokenIssuer:
         if scope:
             claims["scope"] = scope
         if extra:
-            claims.update(extra)
+            claims.update({k: v for k, v in extra.items() if k not in claims})
         header = {"alg": self.alg, "kid": key.kid, "typ": ACCESS_TOKEN_TYP}
-        return jwt.encode(header, claims, key, algorithms=[self.alg])
+        return jwt.encode(header, claims, key, algorithms=[self.alg]), claims["jti"], claims["exp"]
+
+    def issue_id_token(self, *, client_id: str, alg: str, claims: dict[str, Any],
+                       ttl: int = 600) -> str:
+        """An OpenID Connect ID token (OIDC Core §2) signed with the client's chosen algorithm."""
+        key = self.keyring.signing_key(alg)
+        now = int(time.time())
+        body = {"iss": self.issuer, "aud": client_id, "azp": client_id, "iat": now,
+                "exp": now + ttl, **claims}
+        header = {"alg": alg, "kid": key.kid, "typ": ID_TOKEN_TYP}
+        return jwt.encode(header, body, key, algorithms=[alg])
 
 
 class AccessTokenVerifier:
     def __init__(self, keyset: KeySet, issuer: str, audience: str, leeway: int = 30,
-                 algorithms: tuple[str, ...] = ALLOWED_ALGS) -> None:
+                 algorithms: tuple[str, ...] = ALLOWED_ALGS,
+                 revocations: RevocationList | None = None) -> None:
         self.keyset, self.issuer, self.audience, self.leeway = keyset, issuer, audience, leeway
+        self.revocations = revocations
         self.algorithms = list(algorithms)
         self._cache: dict[bytes, AccessToken] = {}
         self._lock = threading.Lock()
@@ -92,15 +112,29 @@ class AccessTokenVerifier:
         hit = self._cache.get(digest)
         if hit is not None:
             if hit.expires_at + self.leeway > now:
+                self._check_revoked(hit)
                 return hit
             self._cache.pop(digest, None)
             raise TokenInvalid("expired", "the access token has expired")
         result = self._verify_uncached(token, now)
+        self._check_revoked(result)
         with self._lock:
             if len(self._cache) >= CACHE_MAX:
                 self._evict(now)
             self._cache[digest] = result
         return result
+
+    def _check_revoked(self, token: AccessToken) -> None:
+        # consulted on every call, cache hit or not: the cache must not hide a revocation
+        if self.revocations is None:
+            return
+        try:
+            revoked = self.revocations.is_revoked(token.jti)
+        except RevocationUnavailable as exc:
+            raise TokenInvalid("revocation_unavailable",
+                               "token revocation status is unavailable") from exc
+        if revoked:
+            raise TokenInvalid("revoked", "the access token has been revoked")
 
     def forget(self, token: str) -> None:
         """Drop a token from the cache (revocation)."""
@@ -140,6 +174,8 @@ class AccessTokenVerifier:
         sub, client_id = claims.get("sub"), claims.get("client_id")
         if not isinstance(sub, str) or not isinstance(client_id, str):
             raise TokenInvalid("malformed", "the access token lacks sub or client_id")
+        if not isinstance(claims.get("jti"), str) or not claims["jti"]:
+            raise TokenInvalid("malformed", "the access token lacks a jti")
         scope = claims.get("scope", "")
         return AccessToken(
             subject=sub,
