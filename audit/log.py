@@ -340,7 +340,10 @@ class AuditLog:
             shipper.stop(timeout)
         self.shippers = []
         if self.spool is not None:
-            self.spool.close()
+            try:
+                self.spool.close()
+            except OSError as exc:  # already reported as a failed write
+                log.error("audit spool close failed", error=str(exc))
         self.store.close()
 
 

@@ -133,20 +133,21 @@ def verify(store: AuditStore, checkpoint_path: Path, public_key_path: Path,
     running = GENESIS  # chain value of position expected-1, as recorded
     cp_i = 0
     leaves: list[bytes] = []
+    range_bad = False  # a chain finding inside the current checkpoint's range
     for seq, raw in store.iter_rows():
         report.events += 1
         report.last_position = seq
         # checkpoints whose range ended in a gap can no longer be checked
         while cp_i < len(cps) and cps[cp_i].seq_to < seq and cps[cp_i].seq_to < expected:
             cp_i += 1
-            leaves = []
+            leaves, range_bad = [], False
         gap = seq > expected
         if gap:
             report.add("missing", expected,
                        f"positions {expected}..{seq - 1} are missing (deleted)")
             while cp_i < len(cps) and cps[cp_i].seq_to < seq:
                 cp_i += 1
-                leaves = []
+                leaves, range_bad = [], False
         try:
             doc = orjson.loads(raw)
             cseq, cprev, cval = chain_fields(doc)
@@ -156,25 +157,32 @@ def verify(store: AuditStore, checkpoint_path: Path, public_key_path: Path,
             report.add("altered", seq, "the stored event is not a chained ECS document")
             expected, running = seq + 1, GENESIS
             continue
+        found = len(report.findings)
         if cseq != seq:
-            report.add("moved", seq, f"the event at position {seq} was recorded for position {cseq}")
+            # an event recorded for an earlier position shows the first bad one (an insertion
+            # pushed it down); for a later one, this position holds a moved event
+            report.add("moved", min(seq, cseq or seq),
+                       f"the event stored at position {seq} was recorded for position {cseq}")
         elif recomputed != recorded:
             report.add("altered", seq, f"the event at position {seq} does not match its hash")
         elif not gap and cprev != running.hex():
             report.add("unlinked", seq,
                        f"the event at position {seq} does not follow position {seq - 1} "
                        "(inserted, replaced or reordered)")
+        range_bad = range_bad or gap or len(report.findings) > found
         # checkpoints: the chain values of their range, as they follow from the content
         if cp_i < len(cps) and cps[cp_i].seq_from <= seq <= cps[cp_i].seq_to:
             leaves.append(recomputed)
             cp = cps[cp_i]
             if seq == cp.seq_to:
-                if recomputed.hex() != cp.head or merkle_root(leaves).hex() != cp.root:
+                differs = recomputed.hex() != cp.head or merkle_root(leaves).hex() != cp.root
+                if differs and not range_bad:  # (a finding above already names the position)
                     report.add("rewritten", cp.seq_from,
                                f"positions {cp.seq_from}..{cp.seq_to} differ from what the "
                                f"checkpoint of {cp.time} signed")
                 cp_i += 1
                 leaves = []
+                range_bad = False
         running = recorded if len(recorded) == 32 else recomputed
         expected = seq + 1
     if report.checkpointed_to > report.last_position:

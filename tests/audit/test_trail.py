@@ -1,0 +1,221 @@
+"""The durable trail: spool before acknowledgement, chain continuity across restarts, torn-tail
+recovery, fail-closed spool errors, quota with alert, sink outage and recovery without loss or
+duplicates, JSON-lines sink, and log injection in the spool."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ztgw.audit.chain import chain_fields
+from ztgw.audit.checkpoint import PUBLIC_KEY_FILE, read_checkpoints
+from ztgw.audit.config import AuditSettings
+from ztgw.audit.errors import AuditUnavailable
+from ztgw.audit.log import AuditLog
+from ztgw.audit.query import AuditQuery
+from ztgw.audit.store import AuditStore
+from ztgw.audit.verify import verify
+
+from .conftest import FlakySink, make_event, with_
+
+
+def spooled(conf: AuditSettings) -> list[dict]:
+    out = []
+    for seg in sorted(conf.effective_spool_dir.glob("seg-*.ndjson")):
+        out.extend(orjson.loads(line) for line in seg.read_bytes().splitlines())
+    return out
+
+
+def check(conf: AuditSettings) -> None:
+    store = AuditStore(conf.db_path)
+    report = verify(store, conf.effective_checkpoint_path,
+                    conf.effective_keys_dir / PUBLIC_KEY_FILE, list(conf.witness_dirs))
+    store.close()
+    assert report.ok, report.to_dict()
+
+
+def test_chain_continues_across_restarts_and_verifies(conf: AuditSettings) -> None:
+    for round_ in range(3):
+        log = AuditLog.from_settings(conf)
+        log.start()
+        for f in [log.emit(make_event(f"r{round_}-{i}")) for i in range(40)]:
+            f.result(timeout=10)
+        log.close()
+    store = AuditStore(conf.db_path)
+    assert store.count() == 120
+    assert [s for s, _ in store.after(0, limit=200)] == list(range(1, 121))
+    cps, bad = read_checkpoints(conf.effective_checkpoint_path)
+    assert not bad and cps[-1].seq_to == 120  # close() signs a last checkpoint
+    assert [c.seq_from for c in cps] == [1] + [c.seq_to + 1 for c in cps[:-1]]
+    check(conf)
+
+
+def test_acknowledged_means_in_the_spool_even_if_no_sink_ran(conf: AuditSettings) -> None:
+    log = AuditLog.from_settings(with_(conf, sinks=()))
+    log.start()
+    for f in [log.emit(make_event(f"r{i}")) for i in range(100)]:
+        f.result(timeout=10)
+    # read by another handle while the writer is still running: all 100, in chain order
+    assert [chain_fields(d)[0] for d in spooled(conf)] == list(range(1, 101))
+    log.close()
+    # the next start ships the backlog to the store (at least once, stored once)
+    log = AuditLog.from_settings(conf)
+    log.start()
+    assert log.flush(10)
+    log.close()
+    assert AuditStore(conf.db_path).count() == 100
+    check(conf)
+
+
+def test_torn_tail_is_cut_and_the_chain_goes_on(conf: AuditSettings) -> None:
+    log = AuditLog.from_settings(conf)
+    log.start()
+    for f in [log.emit(make_event(f"r{i}")) for i in range(10)]:
+        f.result(timeout=10)
+    log.close()
+    seg = sorted(conf.effective_spool_dir.glob("seg-*.ndjson"))[-1]
+    whole = seg.stat().st_size
+    with open(seg, "ab") as f:  # a write the process died in the middle of (never acknowledged)
+        f.write(b'{"@timestamp":"2026-01-01T00:00:00Z","event":{"id":"torn')
+    log = AuditLog.from_settings(conf)
+    log.start()
+    assert seg.stat().st_size == whole
+    log.emit(make_event("after")).result(timeout=10)
+    assert log.flush(10)
+    log.close()
+    docs = AuditStore(conf.db_path).search(AuditQuery(request_id="after"))
+    assert docs[0]["ztgw"]["chain"]["seq"] == 11
+    check(conf)
+
+
+def test_spool_write_error_fails_closed(conf: AuditSettings) -> None:
+    log = AuditLog.from_settings(conf)
+    log.start()
+    # the first segment is opened on the first write: make every write fail with ENOSPC
+    (conf.effective_spool_dir / "seg-0000000001.ndjson").symlink_to("/dev/full")
+    with pytest.raises(AuditUnavailable):
+        log.emit(make_event("r1")).result(timeout=10)
+    assert not log.healthy
+    with pytest.raises(AuditUnavailable):
+        log.emit(make_event("r2"))
+    log.close()
+
+
+def test_sink_outage_then_recovery_loses_nothing_and_duplicates_nothing(
+        conf: AuditSettings) -> None:
+    flaky = FlakySink()
+    flaky.down.set()
+    log = AuditLog.from_settings(with_(conf, sinks=("store", "jsonl")), extra_sinks=[flaky])
+    log.start()
+    ids = []
+    for i in range(300):
+        ev = make_event(f"r{i}", classification="一般" if i % 2 else "核心")
+        ids.append(ev["event"]["id"])
+        log.emit(ev)
+    while flaky.refused < 3:  # the sink has refused (and been retried) several times
+        time.sleep(0.05)
+    assert flaky.received == []
+    flaky.down.clear()
+    assert log.flush(60)
+    assert flaky.received == ids  # everything, once, in order
+    log.close()
+    store = AuditStore(conf.db_path)
+    assert store.count() == 300
+    lines = conf.effective_jsonl_path.read_bytes().splitlines()
+    assert [orjson.loads(x)["event"]["id"] for x in lines] == ids
+    # a restart re-reads nothing twice: cursors were persisted
+    log = AuditLog.from_settings(with_(conf, sinks=("store", "jsonl")))
+    log.start()
+    assert log.flush(10)
+    log.close()
+    assert len(conf.effective_jsonl_path.read_bytes().splitlines()) == 300
+    check(conf)
+
+
+def test_resent_batches_are_not_duplicated(conf: AuditSettings) -> None:
+    c = with_(conf, sinks=("store", "jsonl"))
+    log = AuditLog.from_settings(c)
+    log.start()
+    for f in [log.emit(make_event(f"r{i}")) for i in range(50)]:
+        f.result(timeout=10)
+    assert log.flush(10)
+    log.close()
+    # a crash between delivery and cursor save: the sinks see the whole spool again
+    for cursor in (c.effective_spool_dir / "cursors").glob("*.json"):
+        cursor.unlink()
+    log = AuditLog.from_settings(c)
+    log.start()
+    assert log.flush(10)
+    log.close()
+    assert AuditStore(c.db_path).count() == 50
+    assert len(c.effective_jsonl_path.read_bytes().splitlines()) == 50
+
+
+def test_full_spool_refuses_and_alerts_then_recovers(conf: AuditSettings) -> None:
+    flaky = FlakySink()
+    flaky.down.set()
+    c = with_(conf, sinks=(), spool_quota_bytes=1024 * 1024, segment_bytes=64 * 1024)
+    log = AuditLog.from_settings(c, extra_sinks=[flaky])
+    log.start()
+    refused = None
+    for i in range(5000):
+        try:
+            log.emit(make_event(f"r{i}")).result(timeout=10)
+        except AuditUnavailable as exc:
+            refused = exc
+            break
+    assert refused is not None and "full" in str(refused)
+    assert log.alerts >= 1 and not log.healthy
+    flaky.down.clear()  # the sink comes back: shipped, checkpointed segments are freed
+    deadline = time.monotonic() + 30
+    while not log.healthy and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert log.healthy
+    log.emit(make_event("after")).result(timeout=10)
+    assert log.flush(20)
+    log.close()
+    assert len(set(flaky.received)) == len(flaky.received) == i + 2  # alert event + "after"
+    assert any(True for _ in c.effective_spool_dir.glob("seg-*.ndjson"))
+
+
+def test_witness_gets_every_checkpoint(conf: AuditSettings, tmp_path: Path) -> None:
+    witness = tmp_path / "witness"
+    c = with_(conf, witness_dirs=(witness,))
+    log = AuditLog.from_settings(c)
+    log.start()
+    for f in [log.emit(make_event(f"r{i}")) for i in range(60)]:
+        f.result(timeout=10)
+    log.close()
+    assert (witness / "checkpoints.jsonl").read_bytes() == c.effective_checkpoint_path.read_bytes()
+    check(c)
+
+
+def test_log_injection_stays_one_line_in_spool_and_store(conf: AuditSettings) -> None:
+    forged = '/api/x\r\n{"event":{"action":"forged"}}\n\x1b[2J\u2028'
+    log = AuditLog.from_settings(with_(conf, sinks=("store", "jsonl")))
+    log.start()
+    ev = make_event("inj", path=forged)
+    ev["user_agent"] = {"original": "curl\nX-Forged: 1"}  # a field the builder did not clean
+    log.emit(ev).result(timeout=10)
+    assert log.flush(10)
+    log.close()
+    for raw in (b"".join(p.read_bytes() for p in conf.effective_spool_dir.glob("seg-*")),
+                conf.effective_jsonl_path.read_bytes()):
+        lines = raw.splitlines()
+        assert len(lines) == 1  # JSON escapes every control character: one event, one line
+        assert b"\x1b" not in raw and b"\r" not in raw
+        assert orjson.loads(lines[0])["event"].get("action") == "data-api-read"
+    (doc,) = AuditStore(conf.db_path).search(AuditQuery(request_id="inj"))
+    assert "\n" not in doc["url"]["path"] and "\x1b" not in doc["url"]["path"]
+
+
+def test_signing_key_is_private(conf: AuditSettings) -> None:
+    log = AuditLog.from_settings(conf)
+    log.start()
+    log.close()
+    key = conf.effective_keys_dir / "audit-checkpoint-sm2.pem"
+    assert key.exists() and (os.stat(key).st_mode & 0o077) == 0
