@@ -215,7 +215,7 @@ def classify(value: str) -> str | None:
         if s.isdigit():
             if (n == 18 and is_valid_id_number(s)) or (n == 15 and is_valid_id_number_15(s)):
                 return "cn_id_number"
-            if n == 18 and is_valid_uscc(s):
+            if n == 18 and is_valid_uscc(s) and not _id_shaped(s):
                 return "cn_uscc"
             if n == 11 and is_valid_cn_mobile(s):
                 return "cn_mobile"
@@ -295,7 +295,7 @@ def _token_type(tok: str, text: str, start: int) -> str | None:
             return "cn_id_number"
         if n == 15 and is_valid_id_number_15(tok):
             return "cn_id_number"
-        if n == 18 and is_valid_uscc(tok):
+        if n == 18 and is_valid_uscc(tok) and not _id_shaped(tok):
             return "cn_uscc"
         if n == 11 and is_valid_cn_mobile(tok):
             return "cn_mobile"

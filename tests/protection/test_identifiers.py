@@ -18,6 +18,7 @@ from importlib import resources
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from ztgw.gateway.protection.identifiers import (
     USCC_ALPHABET,
     InvalidIdentifierError,
