@@ -16,7 +16,7 @@ from ztgw.policies.engine import CompiledPolicy, PolicyEngine, differs
 from ztgw.policies.errors import BundleError
 from ztgw.policies.obligations import merge_obligations
 
-G, I, C = Classification.GENERAL, Classification.IMPORTANT, Classification.CORE
+G, IMP, C = Classification.GENERAL, Classification.IMPORTANT, Classification.CORE
 NOON = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)  # Friday 12:00 Beijing time
 
 
@@ -26,7 +26,7 @@ def sub(cid: str = "app", roles: tuple[str, ...] = ("r",), dept: str | None = No
                    roles=frozenset(roles), department=dept, clearance=clearance, attributes=attrs)
 
 
-def res(ds: str = "population.persons", cls: Classification = I, owner: str | None = "公安",
+def res(ds: str = "population.persons", cls: Classification = IMP, owner: str | None = "公安",
         record: str | None = None, fields: dict[str, Classification] | None = None,
         **attrs: Any) -> Resource:
     return Resource(dataset=ds, classification=cls, owner_department=owner, record_id=record,
@@ -55,16 +55,16 @@ def deny(rid: str = "d", **kw: Any) -> dict[str, Any]:
 # --- conditions ------------------------------------------------------------------------------
 def test_clearance_must_cover_the_dataset_classification() -> None:
     p = policy(allow(when={"clearance_covers_resource": True}))
-    assert not p.decide(sub(clearance=G), res(cls=I), "read", env()).allowed
-    assert p.decide(sub(clearance=I), res(cls=I), "read", env()).allowed
-    assert not p.decide(sub(clearance=I), res(cls=C), "read", env()).allowed
+    assert not p.decide(sub(clearance=G), res(cls=IMP), "read", env()).allowed
+    assert p.decide(sub(clearance=IMP), res(cls=IMP), "read", env()).allowed
+    assert not p.decide(sub(clearance=IMP), res(cls=C), "read", env()).allowed
     assert p.decide(sub(clearance=C), res(cls=C), "read", env()).allowed
 
 
 def test_classification_at_most() -> None:
     p = policy(allow(when={"classification_at_most": "一般"}))
     assert p.decide(sub(), res(cls=G), "read", env()).allowed
-    assert not p.decide(sub(), res(cls=I), "read", env()).allowed
+    assert not p.decide(sub(), res(cls=IMP), "read", env()).allowed
 
 
 def test_time_window_wrapping_midnight_and_weekdays() -> None:
@@ -135,8 +135,8 @@ def test_row_filter_from_subject_attribute_and_missing_attribute_denies() -> Non
 
 def test_mask_above_clearance_uses_field_classification() -> None:
     p = policy(allow(obligations=[{"type": "mask", "above_clearance": "redact"}]))
-    fields = {"name": G, "mobile": I, "id_number": C}
-    d = p.decide(sub(clearance=I), res(fields=fields), "read", env())
+    fields = {"name": G, "mobile": IMP, "id_number": C}
+    d = p.decide(sub(clearance=IMP), res(fields=fields), "read", env())
     assert _ob(d, "mask").params["fields"] == {"id_number": {"strategy": "redact"}}
     d = p.decide(sub(clearance=G), res(fields=fields), "read", env())
     assert set(_ob(d, "mask").params["fields"]) == {"mobile", "id_number"}
@@ -255,7 +255,7 @@ def test_department_role_domains() -> None:
 def test_explain_names_failed_conditions() -> None:
     p = policy(allow("a", when={"clearance_at_least": "核心", "zones": ["gov"]}),
                allow("b", subjects=["role:other"]), deny("d", subjects=["role:bad"]))
-    ex = p.explain(sub(clearance=I), res(), "read", env(zone="gov"))
+    ex = p.explain(sub(clearance=IMP), res(), "read", env(zone="gov"))
     assert ex.decision.effect == "deny"
     traces = {t.rule_id: t for t in ex.rules}
     assert traces["a"].subject_matched and traces["a"].failed_conditions == ("subject clearance ≥ 核心",)
@@ -286,7 +286,8 @@ def test_shadow_policy_reports_differences_without_enforcing() -> None:
 
 
 # --- properties against a naive reference --------------------------------------------------------
-def reference(bundle: Any, s: Subject, r: Resource, action: str, e: Environment) -> tuple[str, str | None, tuple[str, ...]]:
+def reference(bundle: Any, s: Subject, r: Resource, action: str,
+              e: Environment) -> tuple[str, str | None, tuple[str, ...]]:
     """Linear scan of every rule, written independently of the index."""
     keys = {s.id, f"client:{s.client_id}", *(f"role:{x.casefold()}" for x in s.roles)}
     if s.department:
@@ -340,8 +341,9 @@ def bundles(draw: st.DrawFn) -> dict[str, Any]:
             "when": draw(st.sampled_from(CONDS)),
         }
         if effect == "allow" and draw(st.booleans()):
-            rule["obligations"] = [{"type": "mask", "fields": {
-                draw(st.sampled_from(["f1", "f2"])): {"strategy": draw(st.sampled_from(["redact", "keep"]))}}}]
+            field = draw(st.sampled_from(["f1", "f2"]))
+            strategy = draw(st.sampled_from(["redact", "keep"]))
+            rule["obligations"] = [{"type": "mask", "fields": {field: {"strategy": strategy}}}]
         rules.append(rule)
     links = draw(st.lists(st.tuples(st.sampled_from(ROLES), st.sampled_from(ROLES),
                                     st.sampled_from([None, "d1"])), max_size=3))
@@ -351,7 +353,7 @@ def bundles(draw: st.DrawFn) -> dict[str, Any]:
 
 requests = st.tuples(
     st.sets(st.sampled_from(ROLES), max_size=2), st.sampled_from([None, "d1", "d2"]),
-    st.sampled_from([G, I, C]), st.sampled_from(DATASETS), st.sampled_from([G, I, C]),
+    st.sampled_from([G, IMP, C]), st.sampled_from(DATASETS), st.sampled_from([G, IMP, C]),
     st.sampled_from(["read", "write"]), st.sampled_from([None, "gov"]), st.integers(0, 100),
     st.sampled_from([2, 12]))
 
@@ -383,7 +385,8 @@ def test_a_matching_deny_always_wins_and_no_allow_means_deny(doc: dict[str, Any]
 
 @settings(max_examples=200, deadline=None)
 @given(obs=st.lists(st.builds(
-    lambda f, strat, n: Obligation("mask", {"fields": {f: {"strategy": strat, **({"first": n} if strat == "keep" else {})}}}),
+    lambda f, strat, n: Obligation(
+        "mask", {"fields": {f: {"strategy": strat, **({"first": n} if strat == "keep" else {})}}}),
     st.sampled_from(["a", "b", "c"]), st.sampled_from(["keep", "redact", "null"]), st.integers(0, 6)),
     max_size=6))
 def test_mask_merge_is_order_independent_in_strictness(obs: list[Obligation]) -> None:
@@ -396,11 +399,13 @@ def test_mask_merge_is_order_independent_in_strictness(obs: list[Obligation]) ->
     # merging never reveals more of a field than any single input mask does
     for name, level in strictness(merge_obligations(obs)).items():
         from ztgw.policies.obligations import revealed_chars
-        assert all(level <= revealed_chars(o.params["fields"][name]) for o in obs if name in o.params["fields"])
+        assert all(level <= revealed_chars(o.params["fields"][name])
+                   for o in obs if name in o.params["fields"])
 
 
 def test_differs_compares_effect_rule_and_obligations() -> None:
-    a = Decision("allow", "x", "r1", obligations=(Obligation("mask", {"fields": {"f": {"strategy": "redact"}}}),))
+    mask = Obligation("mask", {"fields": {"f": {"strategy": "redact"}}})
+    a = Decision("allow", "x", "r1", obligations=(mask,))
     assert not differs(a, Decision("allow", "y", "r1", obligations=a.obligations))
     assert differs(a, Decision("allow", "x", "r2", obligations=a.obligations))
     assert differs(a, Decision("allow", "x", "r1"))
