@@ -1,0 +1,1 @@
+"""Interoperability with third-party OIDC libraries (npm openid-client, oidc-provider)."""
