@@ -19,8 +19,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.log import AuditLog
-from ztgw.policies.bundle import load_bundle
-from ztgw.policies.engine import CompiledPolicy, PolicyEngine
 
 from .catalogue import Catalogue
 from .dataplane.clientip import ClientAddressResolver
@@ -44,6 +42,10 @@ from .identity.tokens import AccessTokenVerifier, TokenIssuer
 from .identity.totp import SecretSealer
 from .identity.web import IdentityWeb
 from .metrics import Metrics
+from .policy_runtime import PolicyRuntime
+from .protection.cli import REGISTRY_FILE as WATERMARK_REGISTRY
+from .protection.keys import ProtectionKeys
+from .protection.watermark import Watermarker, WatermarkRegistry
 from .settings import Settings
 
 VERSION = pkg_version("ztgw")
@@ -74,7 +76,8 @@ class Gateway:
                                             leeway=settings.token_leeway,
                                             revocations=RevocationList(self.oauth_store))
         self.pepper = pepper
-        self.engine = PolicyEngine(CompiledPolicy(load_bundle(settings.bundle_path)))
+        self.policy_runtime = PolicyRuntime(settings)  # load + verify; hot reload, shadow
+        self.engine = self.policy_runtime.engine
         self.audit = AuditLog.from_settings(settings.audit_settings())
         self.oauth = ZtgwAuthorizationServer(
             self.directory, self.hasher, self.issuer, store=self.oauth_store,
@@ -87,11 +90,13 @@ class Gateway:
                                    iterations=settings.password_iterations)
         self.identity_web = IdentityWeb(self.oauth, self.sessions, self.authn, CsrfGuard(pepper),
                                         issuer, self._identity_event)
+        protection_keys = ProtectionKeys.load_or_create(settings.keys_dir)
         self.data_plane = DataPlane(
             config=DataPlaneConfig(
                 max_request_body=settings.max_request_body,
                 receive_timeout=settings.request_receive_timeout,
                 identity_key=load_or_create_identity_key(settings.keys_dir),
+                passthrough=settings.data_plane_passthrough,
             ),
             upstream=UpstreamPool(UpstreamConfig(
                 connect_timeout=settings.upstream_connect_timeout,
@@ -102,6 +107,9 @@ class Gateway:
             ), self.metrics),
             addresses=ClientAddressResolver(settings.trusted_proxies, settings.network_zones),
             limiter=RateLimiter([RateLimit(**lim) for lim in settings.rate_limits]),
+            keys=protection_keys,
+            watermarker=Watermarker(protection_keys.watermark,
+                                    WatermarkRegistry(settings.home / WATERMARK_REGISTRY)),
             routes=RouteTable(self.catalogue.all()),
             verifier=self.verifier,
             subjects=SubjectResolver(self.directory),
@@ -146,6 +154,8 @@ class Gateway:
                 "audit": self.audit.healthy,
                 "keys": bool(self.keyring.algorithms),
                 "directory": self._directory_ok(),
+                # a pass-through gateway (benchmarks) must never look ready to a load balancer
+                "security_pipeline": not self.settings.data_plane_passthrough,
             }
             ok = all(checks.values())
             return ORJSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
@@ -217,12 +227,14 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     self.audit.start()
+                    await self.policy_runtime.start(self._emit)
                     await self.data_plane.start()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.policy_runtime.stop()
                 await self.data_plane.stop()
                 self.audit.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+
 from ztgw.policies.domain import Classification
 
 from .identity.directory import Directory, metadata
@@ -22,6 +23,7 @@ datasets = sa.Table(
     sa.Column("owner_department", sa.String(256)),
     sa.Column("fields", sa.Text, nullable=False, default="{}"),
     sa.Column("key_field", sa.String(128)),
+    sa.Column("filter_fields", sa.Text, nullable=False, default="[]"),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
 )
 
@@ -35,6 +37,8 @@ class Dataset:
     owner_department: str | None = None
     fields: dict[str, Classification] = field(default_factory=dict)
     key_field: str | None = None
+    # query parameters the upstream filters by (row-filter obligations are pushed down to them)
+    filter_fields: frozenset[str] = frozenset()
     enabled: bool = True
 
     @property
@@ -57,6 +61,7 @@ class Catalogue:
             "owner_department": d.owner_department,
             "fields": json.dumps({k: int(v) for k, v in d.fields.items()}),
             "key_field": d.key_field,
+            "filter_fields": json.dumps(sorted(d.filter_fields)),
             "enabled": d.enabled,
         }
         with self.engine.begin() as conn:
@@ -75,6 +80,7 @@ class Catalogue:
                     owner_department=r["owner_department"],
                     fields={k: Classification(v) for k, v in json.loads(r["fields"]).items()},
                     key_field=r["key_field"],
+                    filter_fields=frozenset(json.loads(r["filter_fields"])),
                     enabled=bool(r["enabled"]),
                 )
                 for r in rows

@@ -25,6 +25,7 @@ from ztgw.audit.cli import app as audit_app
 from ztgw.audit.store import AuditStore
 
 from .identity.cli import clients_app, sessions_app, users_app
+from .policy_runtime import policy_app
 from .protection.cli import scan_app, watermark_app
 from .settings import Settings
 
@@ -43,6 +44,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 app.add_typer(scan_app, name="scan")
 app.add_typer(watermark_app, name="watermark")
+app.add_typer(policy_app, name="policy")
 
 err = Console(stderr=True)
 
@@ -181,7 +183,10 @@ def seed_demo(settings: Settings) -> dict[str, Any]:
 
     initialise(settings)
     directory = _open_directory(settings)
-    return seed(directory, Catalogue(directory), _hasher(settings), settings.bundle_path,
+    # the demo bundle goes to the home's default place; a bundle the operator configured
+    # elsewhere (ZTGW_POLICY_BUNDLE) is never overwritten by a demo
+    return seed(directory, Catalogue(directory), _hasher(settings),
+                settings.home / "policies" / "active",
                 settings.demo_upstream_url)
 
 

@@ -75,9 +75,28 @@ class Settings(BaseSettings):
         default_factory=list,
         description='e.g. [{client = "*", dataset = "*", rate = 50, burst = 100}]',
     )
+    data_plane_passthrough: bool = Field(
+        False, description="BENCHMARKS ONLY: proxy without authentication, policy, masking, audit")
     demo_upstream_url: str = "http://127.0.0.1:8081"
     secret_pepper: SecretStr | None = Field(
         None, description="overrides HOME/keys/pepper (hex) for client-secret hashing"
+    )
+    # --- policy engine (issue 5; gateway/policy_runtime.py) --------------------------------
+    policy_require_signature: bool = Field(
+        False, description="refuse a policy bundle without a valid SM2 signature (at start and reload)"
+    )
+    policy_trusted_keys: list[Path] = Field(
+        default_factory=list,
+        description="SM2 public keys (PEM) trusted to sign bundles; default HOME/keys/policy-signing.pub.pem",
+    )
+    policy_shadow_bundle: Path | None = Field(
+        None, description="candidate bundle decided next to the active one; differences are audited"
+    )
+    policy_reload_interval: float = Field(
+        0.25, ge=0.05, le=60, description="seconds between checks of the bundle for changes"
+    )
+    policy_redis_url: SecretStr | None = Field(
+        None, description="redis://… : publish/receive policy-change notices across replicas"
     )
 
     # --- identity (issue 4) ---------------------------------------------------------------

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -25,7 +26,6 @@ from ztgw.audit.events import access_event
 from ztgw.audit.log import AuditLog
 from ztgw.policies.domain import Classification, Decision, Environment, Resource, Subject
 from ztgw.policies.engine import PolicyEngine
-from ztgw.policies.obligations import MASK
 
 from ..errors import (
     BadRequest,
@@ -43,10 +43,21 @@ from ..errors import (
 from ..identity.subjects import SubjectResolver
 from ..identity.tokens import AccessTokenVerifier, TokenInvalid
 from ..metrics import Metrics, status_class
-from ..protection.masking import MaskPlan, UnenforceableMask
+from ..protection.keys import ProtectionKeys
+from ..protection.watermark import Watermarker
 from .clientip import ClientAddressResolver
 from .identity_header import HEADER as IDENTITY_HEADER
 from .identity_header import sign_identity
+from .obligations import (
+    DailyQuota,
+    StepUpRequired,
+    Unenforceable,
+    apply_csv,
+    apply_json,
+    build_plan,
+    rewrite_query,
+    start_watermark,
+)
 from .paths import PathRejected, canonical_path
 from .ratelimit import RateLimiter
 from .routes import RouteMatch, RouteTable
@@ -59,7 +70,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ACTIONS = {"GET": "read", "HEAD": "read"}  # the demo data APIs are read-only
 REFUSED_METHODS = frozenset({"TRACE", "CONNECT", "TRACK"})
 FORWARDED_REQUEST_HEADERS = ("accept", "accept-language", "user-agent")
-ENFORCEABLE = frozenset({MASK})
 MAX_QUERY_BYTES = 4096
 
 
@@ -78,6 +88,7 @@ class Exchange:
     decision: Decision | None = None
     route: RouteMatch | None = None
     data: dict[str, Any] | None = None
+    watermark_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +103,11 @@ class DataPlane:
     def __init__(self, *, config: DataPlaneConfig, routes: RouteTable, verifier: AccessTokenVerifier,
                  subjects: SubjectResolver, engine: PolicyEngine, audit: AuditLog,
                  metrics: Metrics, upstream: UpstreamPool, addresses: ClientAddressResolver,
-                 limiter: RateLimiter) -> None:
+                 limiter: RateLimiter, keys: ProtectionKeys, watermarker: Watermarker) -> None:
         self.config, self.routes, self.verifier = config, routes, verifier
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
         self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
+        self.keys, self.watermarker, self.quota = keys, watermarker, DailyQuota()
 
     async def start(self) -> None:
         await self.upstream.start()
@@ -212,41 +224,71 @@ class DataPlane:
         self.metrics.decisions.labels(decision.effect, decision.ruleset or "").inc()
         if not decision.allowed:
             raise Forbidden("access to this data is not permitted", code="access_denied")
-        plan = self._plan(decision)  # refuse before fetching if an obligation is unenforceable
+        try:  # refuse before fetching if an obligation cannot be carried out
+            plan = build_plan(decision, self.keys)
+        except StepUpRequired as exc:
+            acr = " ".join(exc.acr_values)
+            raise GatewayError(
+                "a stronger authentication is required for this data", status=401,
+                code="insufficient_user_authentication",
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_user_authentication", '
+                                             f'acr_values="{acr}"'},
+            ) from exc
+        except Unenforceable as exc:
+            raise Forbidden(str(exc), code="obligation_unenforceable") from exc
         wait = self.limiter.check(subject.client_id, ds.dataset)
         if wait > 0:
             raise TooManyRequests("too many requests for this dataset; slow down",
                                   headers={"Retry-After": str(max(1, round(wait)))})
+        limit = plan.max_rows
+        if plan.daily_limit is not None:
+            remaining = self.quota.remaining(subject.id, ds.dataset, plan.daily_limit)
+            if remaining <= 0:
+                raise TooManyRequests("the daily record quota for this dataset is used up",
+                                      code="quota_exceeded")
+            limit = remaining if limit is None else min(limit, remaining)
+        forwarded = rewrite_query(plan, params, ds.filter_fields)
+        if forwarded is None:
+            raise Forbidden("the requested records are outside what you may read",
+                            code="row_filter_violation")
+        query_text = urlencode(forwarded) if forwarded != params else query.decode("ascii")
+        start_watermark(plan, self.watermarker, subject.client_id, ex.request_id, ds.dataset)
 
         up = await self.upstream.fetch(
-            ds.upstream_url, route.upstream_path + ("?" + query.decode("ascii") if query else ""),
+            ds.upstream_url, route.upstream_path + ("?" + query_text if query_text else ""),
             method, self._forward_headers(headers, ex, subject, decision), ds.dataset,
         )
         status, up_headers, body = up.status, up.headers, up.body
         content_type = up_headers.get("content-type", "")
-        records, touched = 0, set[str]()
-        if status == 200 and plan is not None and body:
+        if status == 200 and not plan.empty and body:
             try:
                 if content_type.startswith("application/json"):
-                    body, records, touched = plan.json_body(body)
+                    body = apply_json(plan, body, limit)
                 elif content_type.startswith("text/csv"):
-                    body, records, touched = plan.csv_body(body)
+                    body = apply_csv(plan, body, limit)
                 else:
                     raise UpstreamError("the upstream answered in a format that cannot be masked",
                                         code="unmaskable_response")
-            except (orjson.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+            except LookupError as exc:
+                raise NotFound("no such record") from exc
+            except (orjson.JSONDecodeError, UnicodeDecodeError, ValueError, csv.Error) as exc:
                 raise UpstreamError("the upstream answer is malformed",
                                     code="upstream_malformed") from exc
-        for name in touched:
+            if plan.daily_limit is not None:
+                self.quota.consume(subject.id, ds.dataset, plan.records)
+        for name in plan.touched:
             level = ds.fields.get(name, Classification.GENERAL)
             self.metrics.masked_fields.labels(level.label).inc()
         ex.data = {
             "dataset": ds.dataset,
             "classification": ds.classification.label,
-            "records": records,
-            "masked_fields": sorted(touched),
+            "records": plan.records,
+            "masked_fields": sorted(plan.touched),
+            "obligations_applied": plan.applied(),
             "bytes": len(body),
         }
+        if plan.watermark_plan is not None:
+            ex.watermark_id = plan.watermark_plan.watermark_id
         out = [
             (b"content-type", content_type.encode("latin-1") or b"application/octet-stream"),
             (b"cache-control", b"no-store"),
@@ -267,19 +309,6 @@ class DataPlane:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("use the Bearer authorization scheme", code="invalid_request")
         return token.strip()
-
-    def _plan(self, decision: Decision) -> MaskPlan | None:
-        plan = None
-        for ob in decision.obligations:
-            if ob.type not in ENFORCEABLE:
-                raise Forbidden(f"obligation {ob.type!r} cannot be enforced here",
-                                code="obligation_unenforceable")
-            if ob.type == MASK:
-                try:
-                    plan = MaskPlan.from_obligation(ob.params)
-                except UnenforceableMask as exc:
-                    raise Forbidden(str(exc), code="obligation_unenforceable") from exc
-        return plan
 
     async def _drain_body(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length")
@@ -348,6 +377,8 @@ class DataPlane:
             decision=decision, data=ex.data, error=error,
             upstream=ex.route.dataset.upstream_url if ex.route else None,
         )
+        if ex.watermark_id:
+            event["ztgw"]["watermark"] = {"id": ex.watermark_id}
         if ex.data is None and ex.route is not None:
             event["ztgw"]["data"] = {
                 "dataset": ex.route.dataset.dataset,

@@ -1,0 +1,225 @@
+"""Carrying out a decision's obligations on one response (the enforcement half of the PDP/PEP).
+
+The engine (``ztgw.policies``) says *what* must happen; this module does it, in one pass over
+the records: row filter → projection → mask → watermark, then row limits.  Parameter shapes are
+those of ``ztgw.policies.obligations``.  Anything this module cannot carry out raises
+:class:`Unenforceable` *before* the upstream is called, and the request is denied.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ztgw.policies.domain import Decision
+from ztgw.policies.obligations import MASK, MAX_ROWS, PROJECT, ROW_FILTER, STEP_UP, WATERMARK
+
+from ..protection.keys import ProtectionKeys
+from ..protection.masking import MaskPlan, UnenforceableMask
+from ..protection.watermark import Watermarker, WatermarkPlan
+
+ENFORCEABLE = frozenset({MASK, PROJECT, ROW_FILTER, MAX_ROWS, WATERMARK, STEP_UP})
+
+
+class Unenforceable(ValueError):
+    """An obligation the data plane cannot carry out (the request must be denied)."""
+
+
+class StepUpRequired(Exception):
+    """The decision allows only after a stronger authentication (RFC 9470)."""
+
+    def __init__(self, acr_values: list[str]) -> None:
+        super().__init__("step-up authentication required")
+        self.acr_values = acr_values
+
+
+@dataclass
+class ResponsePlan:
+    mask: MaskPlan | None = None
+    project: frozenset[str] | None = None
+    filters: tuple[tuple[str, frozenset[str]], ...] = ()
+    max_rows: int | None = None  # per response
+    daily_limit: int | None = None  # records per subject, dataset and day
+    watermark: bool = False
+    # filled while the response is processed
+    touched: set[str] = field(default_factory=set)
+    records: int = 0
+    dropped: int = 0
+    watermark_plan: WatermarkPlan | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.mask or self.project is not None or self.filters or self.max_rows
+                    or self.daily_limit or self.watermark)
+
+    def applied(self) -> list[str]:
+        out = []
+        if self.filters:
+            out.append(ROW_FILTER)
+        if self.project is not None:
+            out.append(PROJECT)
+        if self.mask:
+            out.append(MASK)
+        if self.watermark:
+            out.append(WATERMARK)
+        if self.max_rows or self.daily_limit:
+            out.append(MAX_ROWS)
+        return out
+
+
+def build_plan(decision: Decision, keys: ProtectionKeys) -> ResponsePlan:
+    plan = ResponsePlan()
+    filters: dict[str, frozenset[str]] = {}
+    for ob in decision.obligations:
+        p = ob.params
+        if ob.type not in ENFORCEABLE:
+            raise Unenforceable(f"obligation {ob.type!r} cannot be enforced here")
+        if ob.type == STEP_UP:
+            raise StepUpRequired(list(p.get("acr_values", [])))
+        if ob.type == MASK:
+            try:
+                plan.mask = MaskPlan.from_obligation(p, keys=keys)
+            except UnenforceableMask as exc:
+                raise Unenforceable(str(exc)) from exc
+        elif ob.type == PROJECT:
+            fields = frozenset(str(f) for f in p.get("fields", ()))
+            if not fields:
+                raise Unenforceable("a projection needs fields")
+            plan.project = fields if plan.project is None else plan.project & fields
+        elif ob.type == ROW_FILTER:
+            if "in" not in p:
+                raise Unenforceable("an unresolved row filter reached the data plane")
+            name, values = str(p["field"]), frozenset(str(v) for v in p["in"])
+            filters[name] = filters[name] & values if name in filters else values
+        elif ob.type == MAX_ROWS:
+            limit, per = int(p["limit"]), p.get("per", "response")
+            if per == "response":
+                plan.max_rows = limit if plan.max_rows is None else min(plan.max_rows, limit)
+            elif per == "day":
+                plan.daily_limit = limit if plan.daily_limit is None else min(plan.daily_limit, limit)
+            else:
+                raise Unenforceable(f"max_rows per {per!r} is not supported")
+        elif ob.type == WATERMARK:
+            if p.get("scheme", "recipient") != "recipient":
+                raise Unenforceable("unknown watermark scheme")
+            plan.watermark = True
+    plan.filters = tuple(sorted(filters.items()))
+    return plan
+
+
+def rewrite_query(plan: ResponsePlan, params: list[tuple[str, str]], pushdown: frozenset[str]
+                  ) -> list[tuple[str, str]] | None:
+    """Push obligations down to the upstream's query where it can apply them.
+
+    A single-value row filter on a field the upstream filters by is forced into the query (a
+    caller-chosen value for that field is replaced); ``size`` is capped at the row limit.
+    Returns None when the request can only return nothing (the caller asked for a value the
+    filter excludes).
+    """
+    out = list(params)
+    for name, allowed in plan.filters:
+        if name in pushdown and len(allowed) == 1:
+            asked = [v for k, v in out if k == name]
+            if any(v not in allowed for v in asked):
+                return None
+            out = [(k, v) for k, v in out if k != name] + [(name, next(iter(allowed)))]
+    if plan.max_rows is not None:
+        sizes = [v for k, v in out if k == "size"]
+        size = int(sizes[0]) if sizes and sizes[0].isdigit() else None
+        if size is None or size > plan.max_rows:
+            out = [(k, v) for k, v in out if k != "size"] + [("size", str(plan.max_rows))]
+    return out
+
+
+class DailyQuota:
+    """Records returned per (subject, dataset, day), in-process (Redis when scaled out)."""
+
+    def __init__(self) -> None:
+        self._used: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def remaining(self, subject: str, dataset: str, limit: int) -> int:
+        day = datetime.now(UTC).date().isoformat()
+        return limit - self._used.get((subject, dataset, day), 0)
+
+    def consume(self, subject: str, dataset: str, n: int) -> None:
+        day = datetime.now(UTC).date().isoformat()
+        with self._lock:
+            if len(self._used) > 100_000:
+                self._used = {k: v for k, v in self._used.items() if k[2] == day}
+            key = (subject, dataset, day)
+            self._used[key] = self._used.get(key, 0) + n
+
+
+def _keep(plan: ResponsePlan, rec: Mapping[str, Any]) -> bool:
+    return all(str(rec.get(name)) in allowed for name, allowed in plan.filters)
+
+
+def _transform(plan: ResponsePlan, rec: dict[str, Any]) -> dict[str, Any]:
+    if plan.project is not None:
+        rec = {k: v for k, v in rec.items() if k in plan.project}
+    if plan.mask is not None:
+        plan.touched |= plan.mask.record(rec)
+    if plan.watermark_plan is not None:
+        plan.watermark_plan.record(rec)
+    return rec
+
+
+def _select(plan: ResponsePlan, records: list[Any], limit: int | None) -> list[Any]:
+    out = []
+    for rec in records:
+        if not isinstance(rec, dict):
+            raise ValueError("a record is not an object")
+        if not _keep(plan, rec):
+            plan.dropped += 1
+            continue
+        if limit is not None and len(out) >= limit:
+            plan.dropped += 1
+            continue
+        out.append(_transform(plan, rec))
+    plan.records = len(out)
+    return out
+
+
+def apply_json(plan: ResponsePlan, body: bytes, limit: int | None) -> bytes:
+    doc = orjson.loads(body)
+    if isinstance(doc, dict) and isinstance(doc.get("items"), list):
+        doc["items"] = _select(plan, doc["items"], limit)
+        if plan.dropped and "total" in doc:
+            doc["total"] = None  # the upstream's count includes records the caller may not see
+    elif isinstance(doc, list):
+        doc = _select(plan, doc, limit)
+    elif isinstance(doc, dict):
+        kept = _select(plan, [doc], limit)
+        if not kept:
+            raise LookupError("the record is outside what the caller may see")
+        doc = kept[0]
+    else:
+        raise ValueError("the answer is not a record or a list of records")
+    return orjson.dumps(doc)
+
+
+def apply_csv(plan: ResponsePlan, body: bytes, limit: int | None) -> bytes:
+    reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline=""))
+    header = list(reader.fieldnames or [])
+    records = _select(plan, list(reader), limit)
+    cols = [h for h in header if plan.project is None or h in plan.project]
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=cols, lineterminator="\r\n", extrasaction="ignore")
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({k: "" if v is None else v for k, v in rec.items()})
+    return out.getvalue().encode("utf-8")
+
+
+def start_watermark(plan: ResponsePlan, marker: Watermarker, recipient: str, request_id: str,
+                    dataset: str) -> None:
+    if plan.watermark:
+        plan.watermark_plan = marker.plan(recipient, request_id, dataset)
