@@ -93,6 +93,8 @@ class ElasticsearchSink:
                     permanent.append((by_id.get(str(result.get("_id")), {}), result))
         except (ApiError, TransportError) as exc:
             raise SinkError(f"elasticsearch: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        except (KeyError, TypeError, ValueError) as exc:  # an answer not shaped like _bulk's
+            raise SinkError(f"elasticsearch: unexpected _bulk answer ({exc!r})") from exc
         if permanent:
             self._dead_letter(permanent)
         if transient:
