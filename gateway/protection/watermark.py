@@ -115,16 +115,24 @@ class TraceResult:
                 "best_unattributed": cand(self.best) if self.best and not self.attributed else None}
 
 
+@lru_cache(maxsize=4096)
 def binomial_tail(n: int, m: int) -> float:
-    """P[X >= m] for X ~ Binomial(n, 1/2), exact (log-space sum)."""
+    """P[X >= m] for X ~ Binomial(n, 1/2), to double precision."""
     if m <= 0:
         return 1.0
     if m > n:
         return 0.0
-    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) for k in range(m, n + 1)]
-    top = max(logs)
-    total = sum(math.exp(x - top) for x in logs)
-    return min(1.0, math.exp(top + math.log(total) - n * math.log(2)))
+    if 2 * m <= n:  # terms would grow: use the (decreasing) complement
+        return max(0.0, 1.0 - binomial_tail(n, n - m + 1))
+    # Σ_{k>=m} C(n,k) / 2^n = C(n,m)/2^n · Σ r_k with r_{k+1} = r_k (n-k)/(k+1), decreasing
+    log_first = math.lgamma(n + 1) - math.lgamma(m + 1) - math.lgamma(n - m + 1) - n * math.log(2)
+    total, r = 1.0, 1.0
+    for k in range(m, n):
+        r *= (n - k) / (k + 1)
+        total += r
+        if r < 1e-17 * total:
+            break
+    return min(1.0, math.exp(log_first + math.log(total)))
 
 
 # ------------------------------------------------------------------ the keyed scheme
@@ -155,7 +163,7 @@ class Watermarker:
         return self._prf_raw("id\x00" + recipient + "\x00" + request_id)[:8].hex()
 
     def codeword(self, watermark_id: str) -> int:
-        return int.from_bytes(self._prf_raw("cw\x00" + watermark_id), "big")
+        return int.from_bytes(self._prf("cw\x00" + watermark_id), "big")
 
     def plan(self, recipient: str, request_id: str, dataset: str = "") -> WatermarkPlan:
         """The per-response plan; registers the issue when a registry is attached."""
