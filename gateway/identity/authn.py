@@ -27,10 +27,12 @@ from .store import OAuthStore, now
 
 MIN_PASSWORD_CHARS = 10  # NIST SP 800-63B §5.1.1.2 asks for at least 8; we ask a little more
 MAX_PASSWORD_CHARS = 256
-FREE_FAILURES = 3  # failures before delays start
-MAX_DELAY_SECONDS = 60
+FREE_FAILURES = 3  # failures per user name before delays start
+IP_FREE_FAILURES = 20  # per source address (many people can share one NAT address)
+BASE_DELAY_SECONDS = 5  # the first delay; each further failure doubles it
+MAX_DELAY_SECONDS = 120
 ACCOUNT_LOCK_AFTER = 10  # failures per user name before the long lock
-IP_LOCK_AFTER = 50  # failures per source address before the long lock
+IP_LOCK_AFTER = 100  # failures per source address before the long lock
 LOCK_SECONDS = 900
 FAILURE_MEMORY_SECONDS = 3600  # a quiet hour forgets earlier failures
 
@@ -83,7 +85,7 @@ class Throttle:
         t = now()
         return max((max(0, self.store.throttle_get(k)[2] - t) for k in keys), default=0)
 
-    def fail(self, key: str, lock_after: int) -> None:
+    def fail(self, key: str, free: int, lock_after: int) -> None:
         failures, last, _locked = self.store.throttle_get(key)
         t = now()
         if t - last > FAILURE_MEMORY_SECONDS:
@@ -92,8 +94,8 @@ class Throttle:
         locked_until = 0
         if failures >= lock_after:
             locked_until = t + LOCK_SECONDS
-        elif failures > FREE_FAILURES:
-            locked_until = t + min(MAX_DELAY_SECONDS, 2 ** (failures - FREE_FAILURES))
+        elif failures > free:
+            locked_until = t + min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** (failures - free - 1))
         self.store.throttle_put(key, failures, t, locked_until)
 
     def succeed(self, key: str) -> None:
@@ -133,8 +135,8 @@ class Authenticator:
         except (InvalidPassword, MalformedInput):
             ok = False
         if not ok or user is None:
-            self.throttle.fail(ukey, ACCOUNT_LOCK_AFTER)
-            self.throttle.fail(ikey, IP_LOCK_AFTER)
+            self.throttle.fail(ukey, FREE_FAILURES, ACCOUNT_LOCK_AFTER)
+            self.throttle.fail(ikey, IP_FREE_FAILURES, IP_LOCK_AFTER)
             return LoginResult(False, reason="invalid_credentials")
         assert stored is not None
         try:
@@ -161,8 +163,8 @@ class Authenticator:
             ok = step is not None and self.store.totp_advance(username, step)
         ukey, ikey = self._keys(username, source_ip)
         if not ok:
-            self.throttle.fail(ukey, ACCOUNT_LOCK_AFTER)
-            self.throttle.fail(ikey, IP_LOCK_AFTER)
+            self.throttle.fail(ukey, FREE_FAILURES, ACCOUNT_LOCK_AFTER)
+            self.throttle.fail(ikey, IP_FREE_FAILURES, IP_LOCK_AFTER)
         return ok
 
     def login_succeeded(self, username: str, source_ip: str | None) -> None:
