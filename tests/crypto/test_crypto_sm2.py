@@ -171,3 +171,29 @@ def test_identifier_too_long(key: sm2.SM2PrivateKey) -> None:
     with pytest.raises(MalformedInput):
         key.sign(b"m", id=b"x" * 8191)
     key.public_key().verify(key.sign(b"m", id=b"x" * 8190), b"m", id=b"x" * 8190)
+
+
+def test_threads_share_keys_safely(key: sm2.SM2PrivateKey) -> None:
+    """Per-thread cached contexts: concurrent use with several identifiers stays correct."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pub = key.public_key()
+
+    def work(n: int) -> int:
+        ident = f"user-{n % 3}"
+        for i in range(40):
+            msg = f"{n}-{i}".encode()
+            sig = key.sign(msg, id=ident)
+            pub.verify(sig, msg, id=ident)
+            with pytest.raises(InvalidSignature):
+                pub.verify(sig, msg, id="user-x")
+        return n
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert sorted(pool.map(work, range(8))) == list(range(8))
+
+
+def test_many_identifiers_evict_cleanly(key: sm2.SM2PrivateKey) -> None:
+    sigs = [(f"id-{i}", key.sign(b"m", id=f"id-{i}")) for i in range(20)]
+    for ident, sig in reversed(sigs):
+        key.public_key().verify(sig, b"m", id=ident)
