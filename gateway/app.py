@@ -19,7 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.log import AuditLog
+from ztgw.audit.store import AuditStore
 
+from .admin.api import build_admin_api
 from .catalogue import Catalogue
 from .dataplane.clientip import ClientAddressResolver
 from .dataplane.identity_header import load_or_create_key as load_or_create_identity_key
@@ -118,6 +120,17 @@ class Gateway:
             metrics=self.metrics,
         )
         self.api = self._build_api(issuer)
+        self.api.mount("/admin/v1", build_admin_api(
+            verifier=self.verifier, subjects=SubjectResolver(self.directory), engine=self.engine,
+            audit_store=self._audit_reader, catalogue=self.catalogue, directory=self.directory,
+            emit=self._emit, version=VERSION,
+        ))
+        self._audit_store: AuditStore | None = None
+
+    def _audit_reader(self) -> AuditStore:
+        if self._audit_store is None:
+            self._audit_store = AuditStore(self.settings.audit_settings().db_path)
+        return self._audit_store
 
     # --- FastAPI side --------------------------------------------------------------------
     def _emit(self, event: dict[str, Any]) -> None:
