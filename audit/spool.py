@@ -8,6 +8,7 @@ the middle of a write, so that event was never acknowledged) is cut off.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import threading
@@ -19,9 +20,14 @@ from typing import Any
 import orjson
 
 from .chain import chain_fields
+from .errors import AuditUnavailable
 
 _SEGMENT = re.compile(r"^seg-(\d{10})\.ndjson$")
 READ_CHUNK = 4 * 1024 * 1024  # bytes a sink reads at once
+
+
+class SpoolLocked(AuditUnavailable):
+    """Another live process owns this spool (e.g. ``ztgw serve --workers N`` on one home)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -52,6 +58,13 @@ class Spool:
     def __init__(self, directory: Path, segment_bytes: int = 64 * 1024 * 1024) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
+        # one writer per spool: the chain has a single head (released by the kernel on kill -9)
+        self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            raise SpoolLocked(f"another process writes the audit spool {self.dir}") from exc
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()  # guards segment list / sizes against GC vs readers
         self._sizes: dict[int, int] = {}
@@ -133,12 +146,17 @@ class Spool:
             os.fsync(self._fd)
 
     def close(self) -> None:
-        if self._fd is not None:
-            try:
-                os.fsync(self._fd)
-            finally:
-                os.close(self._fd)
-                self._fd = None
+        try:
+            if self._fd is not None:
+                try:
+                    os.fsync(self._fd)
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = -1
 
     @property
     def size(self) -> int:

@@ -17,6 +17,7 @@ from ztgw.audit.config import AuditSettings
 from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.log import AuditLog
 from ztgw.audit.query import AuditQuery
+from ztgw.audit.spool import SpoolLocked
 from ztgw.audit.store import AuditStore
 from ztgw.audit.verify import verify
 
@@ -219,3 +220,16 @@ def test_signing_key_is_private(conf: AuditSettings) -> None:
     log.close()
     key = conf.effective_keys_dir / "audit-checkpoint-sm2.pem"
     assert key.exists() and (os.stat(key).st_mode & 0o077) == 0
+
+
+def test_one_writer_per_spool(conf: AuditSettings) -> None:
+    first = AuditLog.from_settings(conf)
+    first.start()
+    second = AuditLog.from_settings(conf)
+    with pytest.raises(SpoolLocked):
+        second.start()  # e.g. `ztgw serve --workers 2` on one home: refuse, do not fork the chain
+    first.close()
+    second = AuditLog.from_settings(conf)
+    second.start()
+    second.emit(make_event("r")).result(timeout=10)
+    second.close()
