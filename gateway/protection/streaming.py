@@ -259,6 +259,8 @@ class _JsonFramer:
             end = self._element_end(buf, i)
             if end is None:
                 break
+            if end - i > self.max_record:
+                raise StreamError("a JSON record is too large")
             rec = orjson.loads(bytes(buf[i:end]))
             out += buf[:i]  # whitespace / comma before the element, verbatim
             out += orjson.dumps(self.pipe.record(rec))
@@ -324,6 +326,8 @@ class _NdjsonFramer:
     def _line(self, line: bytes) -> bytes:
         if not line.strip():
             return b""
+        if len(line) > self.max_record:
+            raise StreamError("an NDJSON line is too long")
         return orjson.dumps(self.pipe.record(orjson.loads(line))) + b"\n"
 
     def feed(self, data: bytes) -> bytes:
@@ -381,10 +385,14 @@ class _CsvFramer:
         complete, self.text = self.text[:cut + 1], self.text[cut + 1:]
         self.scan = pos - (cut + 1)
         self.quotes = self.text.count('"', 0, self.scan)
+        if len(self.text) > self.max_record:
+            raise StreamError("a CSV row is too long")
         return self._rows(complete)
 
     def close(self) -> bytes:
         self.text += self.decoder.decode(b"", final=True)
+        if self.text.count('"') % 2:
+            raise StreamError("a quoted CSV field is not terminated")
         out = self._rows(self.text) if self.text.strip() else b""
         self.text = ""
         return out
