@@ -17,6 +17,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ztgw.gateway.demo.data import get_dataset
 from ztgw.gateway.protection.masking import MaskPlan
 from ztgw.gateway.protection.streaming import BodyStream, Pipeline, StreamError
@@ -61,7 +62,7 @@ def _expected(fmt: str, body: bytes) -> bytes:
 
 def _run(stream: BodyStream, data: bytes, cuts: list[int]) -> bytes:
     out, prev = bytearray(), 0
-    for c in sorted(set(cuts)) + [len(data)]:
+    for c in [*sorted(set(cuts)), len(data)]:
         c = min(c, len(data))
         out += stream.feed(data[prev:c])
         prev = max(prev, c)
