@@ -240,7 +240,7 @@ def clients_add(
     """Register an application; prints client_id (and client_secret if confidential)."""
     from .client_secrets import new_client_secret
     from .directory import ClientRecord
-    from .keys import KeyRing
+    from .keys import KeyRing, canonical_alg
 
     settings = _settings(ctx)
     grants = tuple(grant_type or (["authorization_code", "refresh_token"] if public
@@ -267,6 +267,7 @@ def clients_add(
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     available = KeyRing.load_or_create(settings.keys_dir).algorithms
+    id_token_alg = canonical_alg(id_token_alg)
     if id_token_alg not in available:
         raise _fail(f"--id-token-alg {id_token_alg}: this gateway signs with {', '.join(available)}")
     directory = _directory(settings)

@@ -39,6 +39,9 @@ def discovery_document(issuer: str, keyring: KeyRing) -> dict[str, Any]:
         "token_endpoint": f"{issuer}/oauth2/token",
         "userinfo_endpoint": f"{issuer}/oauth2/userinfo",
         "jwks_uri": f"{issuer}/oauth2/jwks",
+        # SM2 public keys (JWK kty EC, crv SM2) are kept out of jwks_uri: generic JOSE
+        # libraries refuse a whole set with a curve they do not know.  SM2 clients use this:
+        "ztgw_sm2_jwks_uri": f"{issuer}/oauth2/jwks/all",
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "end_session_endpoint": f"{issuer}/oauth2/logout",
@@ -79,7 +82,13 @@ def build_router(server: Server, keyring: KeyRing, issuer: str,
 
     @router.get("/oauth2/jwks", operation_id="jwks")
     async def jwks() -> ORJSONResponse:
-        return ORJSONResponse(keyring.public_jwks(), headers={"Cache-Control": JWKS_CACHE})
+        return ORJSONResponse(keyring.public_jwks(include_sm2=False),
+                              headers={"Cache-Control": JWKS_CACHE})
+
+    @router.get("/oauth2/jwks/all", operation_id="jwks_all")
+    async def jwks_all() -> ORJSONResponse:
+        return ORJSONResponse(keyring.public_jwks(include_sm2=True),
+                              headers={"Cache-Control": JWKS_CACHE})
 
     async def oauth_form(request: Request) -> StarletteOAuth2Request | ORJSONResponse:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -7,6 +7,7 @@ key of the requested algorithm (RFC 7517; rotation keeps retired keys verify-onl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -14,15 +15,54 @@ from pathlib import Path
 from typing import Any
 
 from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.util import urlsafe_b64encode
+
+from ztgw.crypto.jose import SM2_ALG, SM2JWK
+from ztgw.crypto.sm2 import SM2PrivateKey
 
 SIGNING_FILE = "signing.jwks.json"
 # Access tokens default to ES256 (fast to verify); RS256 is kept because OIDC Discovery
-# requires it for ID tokens.  SM2 joins through ztgw.crypto's JOSE registry.
-DEFAULT_ALGS = ("ES256", "RS256")
+# requires it for ID tokens; SM2 (JOSE alg "SM2SM3", ztgw.crypto.jose) for government clients.
+DEFAULT_ALGS = ("ES256", "RS256", SM2_ALG)
+ALG_ALIASES = {"SM2": SM2_ALG}  # what operators may type for --id-token-alg
+
+SigningJWK = ECKey | RSAKey | SM2JWK
 
 
-def _generate(alg: str) -> ECKey | RSAKey:
+def canonical_alg(alg: str) -> str:
+    return ALG_ALIASES.get(alg, alg)
+
+
+def _sm2_key(private: SM2PrivateKey, params: dict[str, Any]) -> SM2JWK:
+    if "kid" not in params:  # RFC 7638-style thumbprint over the public members
+        pub = private.public_key()
+        members = json.dumps({"crv": "SM2", "kty": "EC", "x": pub.x, "y": pub.y}, sort_keys=True)
+        params["kid"] = urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).decode()
+    return SM2JWK(private, params)
+
+
+def _to_dict(key: SigningJWK, private: bool) -> dict[str, Any]:
+    if isinstance(key, SM2JWK):
+        data = dict(key.dict_value)
+        if not private:
+            data.pop("d", None)
+        return data
+    return dict(key.as_dict(private=private))
+
+
+def _from_dict(data: dict[str, Any]) -> SigningJWK:
+    if data.get("kty") == "EC" and data.get("crv") == "SM2":
+        parsed = SM2JWK.from_dict(data)
+        params = {k: v for k, v in data.items() if k in ("kid", "use", "alg", "iat")}
+        assert parsed.private_key is not None
+        return SM2JWK(parsed.private_key, params)
+    return KeySet.import_key_set({"keys": [data]}).keys[0]  # type: ignore[no-any-return]
+
+
+def _generate(alg: str) -> SigningJWK:
     params = {"alg": alg, "use": "sig", "iat": int(time.time())}
+    if alg == SM2_ALG:
+        return _sm2_key(SM2PrivateKey.generate(), params)
     if alg == "ES256":
         return ECKey.generate_key("P-256", parameters=params, private=True, auto_kid=True)
     if alg == "RS256":
@@ -42,29 +82,30 @@ def _write_private(path: Path, data: dict[str, Any]) -> None:
 
 
 class KeyRing:
-    def __init__(self, keys: list[ECKey | RSAKey]) -> None:
+    def __init__(self, keys: list[SigningJWK]) -> None:
         if not keys:
             raise ValueError("a key ring needs at least one key")
         self._keys = keys
         self.keyset = KeySet(list(keys))
-        self._public = {"keys": [k.as_dict(private=False) for k in keys]}
+        self._public = {"keys": [_to_dict(k, private=False) for k in keys]}
 
     @classmethod
     def load_or_create(cls, keys_dir: Path, algs: tuple[str, ...] = DEFAULT_ALGS) -> KeyRing:
         path = keys_dir / SIGNING_FILE
         if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
-            keys = [KeySet.import_key_set({"keys": [k]}).keys[0] for k in data["keys"]]
+            keys = [_from_dict(k) for k in data["keys"]]
             missing = [a for a in algs if not any(k.alg == a for k in keys)]
             if not missing:
                 return cls(keys)  # type: ignore[arg-type]
             keys.extend(_generate(a) for a in missing)
         else:
             keys = [_generate(a) for a in algs]
-        _write_private(path, {"keys": [k.as_dict(private=True) for k in keys]})
+        _write_private(path, {"keys": [_to_dict(k, private=True) for k in keys]})
         return cls(keys)  # type: ignore[arg-type]
 
-    def signing_key(self, alg: str) -> ECKey | RSAKey:
+    def signing_key(self, alg: str) -> SigningJWK:
+        alg = canonical_alg(alg)
         candidates = [k for k in self._keys if k.alg == alg]
         if not candidates:
             raise KeyError(f"no signing key for {alg}")
@@ -74,5 +115,7 @@ class KeyRing:
     def algorithms(self) -> list[str]:
         return sorted({str(k.alg) for k in self._keys})
 
-    def public_jwks(self) -> dict[str, Any]:
-        return self._public
+    def public_jwks(self, include_sm2: bool = True) -> dict[str, Any]:
+        if include_sm2:
+            return self._public
+        return {"keys": [k for k in self._public["keys"] if k.get("crv") != "SM2"]}

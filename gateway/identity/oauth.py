@@ -16,6 +16,8 @@ tokens, RFC 9068; opaque rotating refresh tokens), persistence (:mod:`.store`) a
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import time
 from collections import defaultdict
@@ -39,6 +41,7 @@ from authlib.oidc.core.util import create_half_hash
 
 from .client_secrets import SecretHasher
 from .directory import ClientRecord, Directory, UserRecord
+from .keys import canonical_alg
 from .store import CodeRecord, OAuthStore, RefreshRecord, digest
 from .tokens import AccessTokenVerifier, TokenInvalid, TokenIssuer
 
@@ -272,6 +275,18 @@ class ZtgwRefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
         return None  # rotated atomically in authenticate_refresh_token
 
 
+def half_hash(value: str, alg: str) -> str:
+    """``at_hash``: the left half of the hash the signature algorithm uses (OIDC Core
+    §3.1.3.6); SM3 for SM2SM3."""
+    if canonical_alg(alg) == "SM2SM3":
+        d = hashlib.new("sm3", value.encode("ascii")).digest()
+        return base64.urlsafe_b64encode(d[:16]).rstrip(b"=").decode("ascii")
+    half = create_half_hash(value, alg)
+    if half is None:
+        raise ValueError(f"no half-hash for {alg}")
+    return half.decode("ascii")
+
+
 def user_claims(user: UserRecord, scope: str) -> dict[str, Any]:
     """Claims about the user released for ``scope`` (OIDC Core §5.4)."""
     scopes = set(scope.split())
@@ -313,9 +328,7 @@ class ZtgwOpenIDCode(OpenIDCode):  # type: ignore[misc]
             claims["amr"] = list(user.amr)
         if user.sid:
             claims["sid"] = user.sid
-        half = create_half_hash(token["access_token"], alg if alg != "SM2" else "ES256")
-        if half is not None:
-            claims["at_hash"] = half.decode("ascii")
+        claims["at_hash"] = half_hash(token["access_token"], alg)
         claims.update(self.generate_user_info(user, token.get("scope", "")))
         return self.server.token_issuer.issue_id_token(
             client_id=client.get_client_id(), alg=alg, claims=claims, ttl=ID_TOKEN_TTL)

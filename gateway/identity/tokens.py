@@ -20,7 +20,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from .keys import KeyRing
+from .keys import KeyRing, canonical_alg
 from .revocation import RevocationList, RevocationUnavailable
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type
@@ -86,6 +86,7 @@ class TokenIssuer:
     def issue_id_token(self, *, client_id: str, alg: str, claims: dict[str, Any],
                        ttl: int = 600) -> str:
         """An OpenID Connect ID token (OIDC Core §2) signed with the client's chosen algorithm."""
+        alg = canonical_alg(alg)
         key = self.keyring.signing_key(alg)
         now = int(time.time())
         body = {"iss": self.issuer, "aud": client_id, "azp": client_id, "iat": now,

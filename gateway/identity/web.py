@@ -326,7 +326,7 @@ class IdentityWeb:
         if not token or verifier is None or len(token) > 8192:
             return None
         try:
-            dec = jwt.decode(token, verifier.keyset, algorithms=["ES256", "RS256", "SM2"])
+            dec = jwt.decode(token, verifier.keyset, algorithms=["ES256", "RS256", "SM2SM3"])
         except (JoseError, ValueError, TypeError, KeyError):
             return None
         if dec.header.get("typ") == "at+jwt" or dec.claims.get("iss") != self.issuer:

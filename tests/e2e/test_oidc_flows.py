@@ -289,3 +289,39 @@ def test_another_client_cannot_redeem_or_introspect(gateway: RunningGateway, rp:
     httpx.post(f"{gateway.base}/oauth2/revoke", data={"token": tok["access_token"]},
                auth=(rp["client_id"], rp["client_secret"]))
     assert data_status(gateway, tok["access_token"]) != 401
+
+
+def test_government_client_gets_sm2_signed_id_token(gateway: RunningGateway) -> None:
+    from ztgw.crypto import jose
+
+    redirect = "http://127.0.0.1:9/gov/cb"
+    gov = register(gateway, "--name", "政务协同办公系统", "--public", "--redirect-uri", redirect,
+                   "--scope", "openid profile", "--id-token-alg", "SM2")
+    browser = Browser(gateway.base)
+    cb, req = browser.sign_in(gov["client_id"], redirect, "zhangwei",
+                              demo_password(gateway, "zhangwei"))
+    tok = exchange(gateway.base, req, cb.params["code"]).json()
+    d = discovery(gateway)
+    assert "SM2SM3" in d["id_token_signing_alg_values_supported"]
+    # the standard JWKS stays readable by generic libraries; SM2 keys are in the full set
+    assert all(k.get("crv") != "SM2" for k in httpx.get(d["jwks_uri"]).json()["keys"])
+    keys = jose.KeySet.from_jwks(httpx.get(d["ztgw_sm2_jwks_uri"]).json())
+    header, payload = jose.verify_jws(keys, tok["id_token"], algorithms=["SM2SM3"])
+    import json as _json
+
+    claims = _json.loads(payload)
+    assert header["alg"] == "SM2SM3" and claims["aud"] == gov["client_id"]
+    assert claims["sub"] == "zhangwei" and claims["nonce"] == req["nonce"]
+    # at_hash with SM3, the signature algorithm's hash
+    import base64
+    import hashlib
+
+    d16 = hashlib.new("sm3", tok["access_token"].encode()).digest()[:16]
+    assert claims["at_hash"] == base64.urlsafe_b64encode(d16).rstrip(b"=").decode()
+    # and a tampered one does not verify
+    head, body, sig = tok["id_token"].split(".")
+    forged = ".".join([head, body, sig[:-4] + ("AAAA" if sig[-4:] != "AAAA" else "BBBB")])
+    from ztgw.crypto.errors import InvalidSignature, MalformedInput
+
+    with pytest.raises((InvalidSignature, MalformedInput)):
+        jose.verify_jws(keys, forged, algorithms=["SM2SM3"])
