@@ -28,6 +28,7 @@ from .dataplane.identity_header import load_or_create_key as load_or_create_iden
 from .dataplane.proxy import DataPlane, DataPlaneConfig, Receive, Scope, Send
 from .dataplane.ratelimit import RateLimit, RateLimiter
 from .dataplane.routes import RouteTable
+from .dataplane.signatures import ApiKeyStore, SignatureVerifier
 from .dataplane.upstream import UpstreamConfig, UpstreamPool
 from .http import JSONResponse as ORJSONResponse
 from .identity.authn import Authenticator
@@ -112,6 +113,7 @@ class Gateway:
             keys=protection_keys,
             watermarker=Watermarker(protection_keys.watermark,
                                     WatermarkRegistry(settings.home / WATERMARK_REGISTRY)),
+            signatures=SignatureVerifier(ApiKeyStore(self.directory)),
             routes=RouteTable(self.catalogue.all()),
             verifier=self.verifier,
             subjects=SubjectResolver(self.directory),

@@ -23,6 +23,7 @@ from rich.console import Console
 from ztgw.audit.checkpoint import load_or_create_signing_key
 from ztgw.audit.cli import app as audit_app
 from ztgw.audit.store import AuditStore
+from ztgw.gateway.dataplane.cli import apikeys_app
 
 from .identity.cli import clients_app, sessions_app, users_app
 from .policy_runtime import policy_app
@@ -42,6 +43,7 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
+app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(scan_app, name="scan")
 app.add_typer(watermark_app, name="watermark")
 app.add_typer(policy_app, name="policy")

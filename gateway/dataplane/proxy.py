@@ -41,7 +41,7 @@ from ..errors import (
     error_body,
 )
 from ..identity.subjects import SubjectResolver
-from ..identity.tokens import AccessTokenVerifier, TokenInvalid
+from ..identity.tokens import AccessToken, AccessTokenVerifier, TokenInvalid
 from ..metrics import Metrics, status_class
 from ..protection.keys import ProtectionKeys
 from ..protection.watermark import Watermarker
@@ -61,6 +61,8 @@ from .obligations import (
 from .paths import PathRejected, canonical_path
 from .ratelimit import RateLimiter
 from .routes import RouteMatch, RouteTable
+from .signatures import SCHEME as SIGNATURE_SCHEME
+from .signatures import SignatureRejected, SignatureVerifier
 from .upstream import UpstreamPool
 
 Scope = MutableMapping[str, Any]
@@ -103,11 +105,13 @@ class DataPlane:
     def __init__(self, *, config: DataPlaneConfig, routes: RouteTable, verifier: AccessTokenVerifier,
                  subjects: SubjectResolver, engine: PolicyEngine, audit: AuditLog,
                  metrics: Metrics, upstream: UpstreamPool, addresses: ClientAddressResolver,
-                 limiter: RateLimiter, keys: ProtectionKeys, watermarker: Watermarker) -> None:
+                 limiter: RateLimiter, keys: ProtectionKeys, watermarker: Watermarker,
+                 signatures: SignatureVerifier | None = None) -> None:
         self.config, self.routes, self.verifier = config, routes, verifier
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
         self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
         self.keys, self.watermarker, self.quota = keys, watermarker, DailyQuota()
+        self.signatures = signatures
 
     async def start(self) -> None:
         await self.upstream.start()
@@ -197,14 +201,17 @@ class DataPlane:
         action = ACTIONS.get(method)
         if action is None:
             raise MethodNotAllowed(f"{method} is not allowed on this data API")
-        await self._drain_body(scope, receive, headers)
+        body_in = await self._drain_body(scope, receive, headers)
 
-        token = self._bearer(headers, params)
-        try:
-            at = self.verifier.verify(token)
-        except TokenInvalid as exc:
-            self.metrics.authn_failures.labels(exc.reason).inc()
-            raise Unauthenticated(str(exc), code="invalid_token") from exc
+        if headers.get("authorization", "").startswith(SIGNATURE_SCHEME + " "):
+            at = self._signed_request(headers["authorization"], method, path, params, body_in)
+        else:
+            token = self._bearer(headers, params)
+            try:
+                at = self.verifier.verify(token)
+            except TokenInvalid as exc:
+                self.metrics.authn_failures.labels(exc.reason).inc()
+                raise Unauthenticated(str(exc), code="invalid_token") from exc
         subject = self.subjects.resolve(at)
         if subject is None:
             self.metrics.authn_failures.labels("unknown_client").inc()
@@ -295,6 +302,21 @@ class DataPlane:
         ]
         durable = ds.classification >= Classification.IMPORTANT
         return status, out, body if method != "HEAD" else b"", durable
+
+    def _signed_request(self, header: str, method: str, path: str,
+                        params: list[tuple[str, str]], body: bytes) -> AccessToken:
+        if self.signatures is None:
+            raise Unauthenticated("request signatures are not enabled", code="invalid_request")
+        try:
+            key = self.signatures.verify(header, method, path, params, body)
+        except SignatureRejected as exc:
+            self.metrics.authn_failures.labels(f"signature_{exc.reason}").inc()
+            raise Unauthenticated(str(exc), code="invalid_signature") from exc
+        # the signed request stands for the key's application, like a client-credentials token
+        return AccessToken(subject=f"client:{key.client_id}", client_id=key.client_id,
+                           scope=frozenset(), expires_at=int(time.time()) + 60, jti="",
+                           claims={"acr": "urn:ztgw:acr:sm2-request-signature",
+                                   "ztgw_key_id": key.key_id})
 
     @staticmethod
     def _bearer(headers: dict[str, str], params: list[tuple[str, str]]) -> str:
