@@ -39,12 +39,18 @@ DIGEST_SIZE = 32
 BLOCK_SIZE = 64
 _CHUNK = 1 << 16
 _HASHLIB = "sm3" in hashlib.algorithms_available
+# Copying a fresh context skips OpenSSL 3's per-call algorithm fetch by name. The template
+# is never updated, so concurrent copies are safe.
+_TEMPLATE = hashlib.new("sm3") if _HASHLIB else None
 
 
 def _new(data: bytes = b"") -> Any:
     """A hash context with ``update`` / ``copy`` / ``digest`` semantics."""
-    if _HASHLIB:
-        return hashlib.new("sm3", data)
+    if _HASHLIB and _TEMPLATE is not None:
+        ctx = _TEMPLATE.copy()
+        if data:
+            ctx.update(data)
+        return ctx
     return _PycaHash(data)
 
 
