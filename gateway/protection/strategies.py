@@ -287,43 +287,36 @@ def _date_parts(text: str) -> tuple[str, str] | None:
 
 
 @lru_cache(maxsize=1)
-def _admin_units() -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _address_head() -> re.Pattern[str]:
+    """province? city? county — longest known names first, generic suffixes as fallback."""
     gaz = load_gazetteer()
-    provinces = tuple(sorted(set(_PROVINCE_NAMES), key=len, reverse=True))
-    cities = tuple(sorted({c.name for c in gaz.cities}, key=len, reverse=True))
-    return provinces, cities
-
-
-_COUNTY = re.compile(r"[\u4e00-\u9fff]{1,8}?(?:自治县|自治旗|区|县|旗|市)")
-_CITY = re.compile(r"[\u4e00-\u9fff]{1,8}?(?:市|自治州|地区|盟)")
+    provinces = "|".join(sorted(set(_PROVINCE_NAMES), key=len, reverse=True))
+    cities = "|".join(sorted({c.name for c in gaz.cities}, key=len, reverse=True))
+    return re.compile(
+        rf"(?P<province>{provinces})?"
+        rf"(?P<city>{cities}|[\u4e00-\u9fff]{{1,8}}?(?:市|自治州|地区|盟))?"
+        r"(?P<county>[\u4e00-\u9fff]{1,8}?(?:自治县|自治旗|区|县|旗|市))?"
+    )
 
 
 def generalize_address(text: str, level: str) -> str | None:
     """The ``province`` / ``city`` / ``district`` prefix of a Chinese address, or None."""
-    provinces, cities = _admin_units()
-    rest, out = text, ""
-    prov = next((p for p in provinces if rest.startswith(p)), None)
-    municipality = prov is not None and prov.endswith("市")
-    if prov:
-        out, rest = prov, rest[len(prov):]
-        if level == "province":
-            return out
-    if not municipality:
-        city = next((c for c in cities if rest.startswith(c)), None)
-        if city is None:
-            m = _CITY.match(rest)
-            city = m.group() if m else None
-        if city is None:
-            return None
-        out, rest = out + city, rest[len(city):]
-        if level == "city":
-            return out
-    elif level == "city":
-        return out
-    m = _COUNTY.match(rest)
+    m = _address_head().match(text)
     if m is None:
         return None
-    return out + m.group()
+    prov, city, county = m.group("province"), m.group("city"), m.group("county")
+    municipality = prov is not None and prov.endswith("市")
+    if municipality and city is not None and county is None:
+        county, city = city, None  # 北京市朝阳区: the "city" alternative swallowed nothing real
+    if level == "province":
+        return prov
+    if level == "city":
+        if municipality:
+            return prov
+        return (prov or "") + city if city else None
+    if county is None or (city is None and not municipality):
+        return None
+    return (prov or "") + (city or "") + county
 
 
 def _generalize(to: str, width: float) -> Masker:

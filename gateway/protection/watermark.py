@@ -66,7 +66,11 @@ MIN_TEXT = 4
 ZW0, ZW1 = "\u200b", "\u200c"
 _ZW = re.compile("[\u200b\u200c]")
 _MONEY = re.compile(r"-?\d{1,13}\.\d{1,2}")
+_MONEY_START = frozenset("-0123456789")
+_CJK = re.compile("[\u4e00-\u9fff]")
 _PRF_CACHE = 1 << 16
+MEMO_SIZE = 8192
+LEARN_RECORDS = 64  # records inspected in full before a response's carrier columns are fixed
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +199,9 @@ class Watermarker:
             return ((cents & ~1) | bit) / 100, 1
         if not isinstance(value, str) or len(value) < MIN_TEXT - 1:
             return value, 0
-        if _MONEY.fullmatch(value):
+        if value[0] in _MONEY_START:  # only money: text starting with a digit never carries
+            if "." not in value or not _MONEY.fullmatch(value):
+                return value, 0
             cents = round(float(value) * 100)
             if abs(cents) < 100:
                 return value, 0
@@ -235,15 +241,21 @@ class Watermarker:
         return TraceResult(n, len(cands), alpha, hits, scored[0] if scored else None)
 
 
-def _text_slots(base: str) -> list[int]:
-    """Cut points for the zero-width bits of an eligible free-text value, else []."""
+def _text_slots(base: str) -> tuple[int, ...]:
+    """Cut points for the zero-width bits of an eligible free-text value, else ()."""
     n = len(base)
-    if n < MIN_TEXT or not any("\u4e00" <= c <= "\u9fff" for c in base):
-        return []
+    if n < MIN_TEXT or _CJK.search(base) is None:
+        return ()
+    return _cjk_slots(base)
+
+
+@lru_cache(maxsize=_PRF_CACHE)  # category values (民族, 行业, …) repeat in every page
+def _cjk_slots(base: str) -> tuple[int, ...]:
     if classify(base) not in (None, "cn_address"):
-        return []  # identifiers stay exactly valid
+        return ()  # identifiers stay exactly valid
+    n = len(base)
     k = min(TEXT_SLOTS, n // MIN_TEXT)
-    return [(i + 1) * n // (k + 1) for i in range(k)]
+    return tuple((i + 1) * n // (k + 1) for i in range(k))
 
 
 def read_votes(wm: Watermarker, records: Iterable[Mapping[str, Any]]) -> dict[int, tuple[int, int]]:
@@ -278,10 +290,11 @@ def read_votes(wm: Watermarker, records: Iterable[Mapping[str, Any]]) -> dict[in
                 cents = round(value * 100)
                 vote("n" + str(cents >> 1), 0, cents & 1)
         elif isinstance(value, str):
-            if _MONEY.fullmatch(value):
-                cents = round(float(value) * 100)
-                if abs(cents) >= 100:
-                    vote("n" + str(cents >> 1), 0, cents & 1)
+            if value[:1] in _MONEY_START:
+                if _MONEY.fullmatch(value):
+                    cents = round(float(value) * 100)
+                    if abs(cents) >= 100:
+                        vote("n" + str(cents >> 1), 0, cents & 1)
                 return
             marks = _ZW.findall(value)
             if not marks:
@@ -311,6 +324,13 @@ class WatermarkPlan:
     issue: WatermarkIssue
     codeword: int
     bits: int = field(default=0)
+    # Carrier columns are learnt from the first records; later records only visit those.
+    # Skipping an eligible cell is safe: the tracer reads every carrier it finds and an
+    # unmarked one is just a coin-flip vote.
+    _seen: dict[str, int] = field(default_factory=dict)
+    _learning: int = LEARN_RECORDS
+    _keys: tuple[str, ...] | None = None
+    _memo: dict[Any, tuple[Any, int]] = field(default_factory=dict)  # repeated values, one response
 
     @property
     def watermark_id(self) -> str:
@@ -318,25 +338,64 @@ class WatermarkPlan:
         return self.issue.watermark_id
 
     def record(self, rec: dict[str, Any]) -> int:
-        n = 0
-        mark = self.marker.mark_value
-        cw = self.codeword
-        for k, v in rec.items():
-            if isinstance(v, str | float):
-                new, b = mark(v, cw)
-                if b:
-                    rec[k] = new
-                    n += b
-            elif isinstance(v, dict):
-                n += self.record(v)
-            elif isinstance(v, list):
-                for item in v:
-                    if isinstance(item, dict):
-                        n += self.record(item)
+        keys = self._keys
+        if keys is None:
+            n = self._record(rec, rec.keys(), learn=True)
+            self._learning -= 1
+            if self._learning <= 0:
+                self._keys = tuple(self._seen)
+        else:
+            n = self._record(rec, keys, learn=False)
         self.bits += n
         return n
 
-    def csv_row(self, row: list[str]) -> None:
+    def _record(self, rec: dict[str, Any], keys: Iterable[str], *, learn: bool) -> int:
+        n = 0
+        mark = self.marker.mark_value
+        cw = self.codeword
+        memo = self._memo
+        for k in keys:
+            v = rec.get(k)
+            t = type(v)
+            if t is str:
+                # cheap pre-filter, same rule as mark_value: money starts with a digit or '-'
+                # and has a '.', text carriers hold Chinese characters
+                if len(v) < MIN_TEXT - 1:  # type: ignore[arg-type]
+                    continue
+                if v[0] in _MONEY_START:  # type: ignore[index]
+                    if "." not in v:  # type: ignore[operator]
+                        continue
+                elif len(v) < MIN_TEXT or _CJK.search(v) is None:  # type: ignore[arg-type]
+                    continue
+            elif t is dict:
+                sub = _NestedPlan(self.marker, cw)
+                n += sub._record(v, list(v), learn=False)  # type: ignore[union-attr, arg-type]
+                if learn:
+                    self._seen[k] = 1
+                continue
+            elif t is list:
+                sub = _NestedPlan(self.marker, cw)
+                for item in v:  # type: ignore[union-attr]
+                    if isinstance(item, dict):
+                        n += sub._record(item, list(item), learn=False)
+                if learn:
+                    self._seen[k] = 1
+                continue
+            elif t is not float:
+                continue
+            hit = memo.get(v)
+            if hit is None:
+                hit = mark(v, cw)
+                if len(memo) < MEMO_SIZE:
+                    memo[v] = hit
+            if hit[1]:
+                rec[k] = hit[0]
+                n += hit[1]
+                if learn:
+                    self._seen[k] = 1
+        return n
+
+    def csv_row(self, row: list[str]) -> None:  # CSV rows are short lists: visit every cell
         mark, cw = self.marker.mark_value, self.codeword
         for i, cell in enumerate(row):
             new, b = mark(cell, cw)
@@ -352,6 +411,17 @@ class WatermarkPlan:
                 self.record(rec)
                 n += 1
         return orjson.dumps(doc), n
+
+
+class _NestedPlan:
+    """Nested objects are visited in full (no column learning)."""
+
+    def __init__(self, marker: Watermarker, codeword: int) -> None:
+        self.marker, self.codeword = marker, codeword
+        self._seen: dict[str, int] = {}
+        self._memo: dict[Any, tuple[Any, int]] = {}
+
+    _record = WatermarkPlan._record
 
 
 # ------------------------------------------------------------------ registry
