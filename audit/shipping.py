@@ -47,8 +47,11 @@ class StoreSink:
         self.store = store
 
     def send(self, docs: list[dict[str, Any]]) -> None:
+        self.send_lines(docs, None)
+
+    def send_lines(self, docs: list[dict[str, Any]], lines: list[bytes] | None) -> None:
         try:
-            self.store.append(docs)
+            self.store.append(docs, lines)
         except Exception as exc:
             raise SinkError(f"audit store: {exc}") from exc
 
@@ -145,7 +148,10 @@ class Shipper:
             self.caught_up.clear()
             docs = [orjson.loads(line) for line in lines]
             try:
-                self.sink.send(docs)
+                if isinstance(self.sink, StoreSink):
+                    self.sink.send_lines(docs, lines)  # the spool's JSON is stored as is
+                else:
+                    self.sink.send(docs)
             except Exception as exc:  # a sink outage: keep the cursor, back off, re-send
                 self.failures += 1
                 self.last_error = str(exc)[:300]

@@ -35,12 +35,12 @@ CREATE TABLE IF NOT EXISTS events (
     doc          TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-CREATE INDEX IF NOT EXISTS events_user_seq ON events(user_name, seq);
-CREATE INDEX IF NOT EXISTS events_client_seq ON events(client_id, seq);
-CREATE INDEX IF NOT EXISTS events_ip_seq ON events(source_ip, seq);
-CREATE INDEX IF NOT EXISTS events_data_seq ON events(data_dataset, seq);
-CREATE INDEX IF NOT EXISTS events_decision_seq ON events(decision, seq);
-CREATE INDEX IF NOT EXISTS events_action_seq ON events(action, seq);
+CREATE INDEX IF NOT EXISTS events_user ON events(user_name, ts);
+CREATE INDEX IF NOT EXISTS events_client ON events(client_id, ts);
+CREATE INDEX IF NOT EXISTS events_ip ON events(source_ip, ts);
+CREATE INDEX IF NOT EXISTS events_data ON events(data_dataset, ts);
+CREATE INDEX IF NOT EXISTS events_decision ON events(decision, ts);
+CREATE INDEX IF NOT EXISTS events_action ON events(action, ts);
 CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 """
 
@@ -54,14 +54,14 @@ def _get(doc: dict[str, Any], dotted: str) -> Any:
     return cur
 
 
-def _row(doc: dict[str, Any]) -> tuple[Any, ...]:
+def _row(doc: dict[str, Any], raw: bytes | None = None) -> tuple[Any, ...]:
     seq = _get(doc, "ztgw.chain.seq")
     return (
         seq if isinstance(seq, int) else None,  # the chain position; unchained rows get the next
         doc["event"]["id"],
         doc["@timestamp"],
         *(_get(doc, f) for f in FIELDS),
-        orjson.dumps(doc).decode(),
+        (raw if raw is not None else orjson.dumps(doc)).decode(),
     )
 
 
@@ -93,17 +93,22 @@ class AuditStore:
             self._local.conn = conn
         return conn
 
-    def append(self, docs: Sequence[dict[str, Any]]) -> int:
-        """Store a batch in one transaction; returns how many were new."""
+    def append(self, docs: Sequence[dict[str, Any]], raw: Sequence[bytes] | None = None) -> int:
+        """Store a batch in one transaction; returns how many were new.
+
+        ``raw``: the documents' JSON as already serialised (the spool lines), stored as is.
+        """
         conn = self._conn
         cols = ", ".join(["seq", "id", "ts", *FIELDS.values(), "doc"])
         marks = ", ".join("?" * (len(FIELDS) + 4))
+        rows = ([_row(d) for d in docs] if raw is None
+                else [_row(d, r) for d, r in zip(docs, raw, strict=True)])
         before = conn.total_changes
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
                 f"INSERT INTO events ({cols}) VALUES ({marks}) ON CONFLICT(id) DO NOTHING",  # noqa: S608
-                [_row(d) for d in docs],
+                rows,
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -133,13 +138,20 @@ class AuditStore:
     def search(self, query: AuditQuery) -> list[dict[str, Any]]:
         """Newest first."""
         where, args = self._where(query)
-        sql = f"SELECT doc FROM events{where} ORDER BY seq DESC LIMIT ?"  # noqa: S608
+        # newest first by @timestamp (as the Elasticsearch DSL sorts): every filter index is
+        # (column, ts), so a filtered search is one backwards range scan
+        sql = f"SELECT doc FROM events{where} ORDER BY ts DESC, seq DESC LIMIT ?"  # noqa: S608
         rows = self._conn.execute(sql, [*args, query.limit]).fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
-    def count(self, query: AuditQuery | None = None) -> int:
+    def count(self, query: AuditQuery | None = None, *, cap: int | None = None) -> int:
+        """Matching events; with ``cap``, counting stops there (like ES ``track_total_hits``)."""
         where, args = self._where(query or AuditQuery())
-        sql = f"SELECT count(*) FROM events{where}"  # noqa: S608
+        if cap is None:
+            sql = f"SELECT count(*) FROM events{where}"  # noqa: S608
+        else:
+            sql = f"SELECT count(*) FROM (SELECT 1 FROM events{where} LIMIT ?)"  # noqa: S608
+            args = [*args, cap]
         return int(self._conn.execute(sql, args).fetchone()[0])
 
     def top(self, query: AuditQuery, field: str, n: int = 10) -> list[tuple[Any, int]]:

@@ -1,0 +1,212 @@
+"""Audit trail speed (issue 9): durable events/s into the spool and into the embedded store,
+and search latency over a large store.
+
+Usage:
+    .venv/bin/python bench/audit_bench.py [--events 100000] [--search-events 1000000]
+                                          [--queries 30] [--skip-search] [--json]
+
+* spool: ``AuditLog.emit`` → chained, spooled, acknowledged (future done), per fsync policy,
+  no sinks; the peer is the same number of raw ``os.write`` of the same JSON lines with one
+  ``fsync`` per batch (what any durable append costs on this disk), measured in the same run.
+* store: ``AuditLog`` with the SQLite sink, until every event is searchable (``flush``).
+* cpu: audit CPU seconds per event (process CPU minus the producer thread), the share of one
+  gateway request the trail adds.
+* search: a store filled with synthetic ECS events (realistic size, 200 users, 5 000 IPs,
+  3 datasets, 10% denies), then the CLI's queries; p50/p95 in ms.
+Speed lives here, not in tests (shared 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ztgw.audit.chain import seal
+from ztgw.audit.config import AuditSettings
+from ztgw.audit.events import access_event, new_event_id
+from ztgw.audit.log import AuditLog
+from ztgw.audit.query import AuditQuery, parse_time
+from ztgw.audit.store import AuditStore
+
+DATASETS = ["population.persons", "enterprise.companies", "social_security.contributions"]
+LABELS = {"population.persons": "核心", "enterprise.companies": "重要",
+          "social_security.contributions": "一般"}
+
+
+def template(i: int, rng: random.Random) -> dict[str, Any]:
+    ds = DATASETS[i % 3]
+    deny = rng.random() < 0.1
+    return access_event(
+        request_id=f"{rng.getrandbits(96):024x}", method="GET", path=f"/api/{ds.replace('.', '/')}",
+        query_keys=["page", "size"], status=403 if deny else 200,
+        outcome="failure" if deny else "success", source_ip=f"10.{rng.randrange(20)}.{rng.randrange(250)}.1",
+        user_agent="python-httpx/0.28.1", started_ns=time.time_ns(), ended_ns=time.time_ns() + 2_000_000,
+        subject={"id": f"client:app{i % 200}", "name": f"user{i % 200}", "roles": ["population-analyst"],
+                 "client_id": f"app{i % 40}", "domain": "市大数据中心", "organization": "市大数据中心"},
+        decision={"effect": "deny" if deny else "allow", "reason": "matched rule population-analyst",
+                  "rule_id": "population-analyst-read-masked", "ruleset": "demo", "ruleset_version": "3",
+                  "matched_rules": ["population-analyst-read-masked"], "obligations": ["mask"]},
+        data={"dataset": ds, "classification": LABELS[ds], "records": 5,
+              "masked_fields": ["id_number", "mobile", "name"]},
+        upstream="http://127.0.0.1:8081",
+    )
+
+
+def bench_spool(n: int, fsync: str, sinks: tuple[str, ...], work: Path) -> dict[str, Any]:
+    rng = random.Random(1)
+    base = template(0, rng)
+    conf = AuditSettings(db_path=work / f"{fsync}-{len(sinks)}" / "audit" / "audit.db",
+                         keys_dir=work / "keys", fsync=fsync, sinks=sinks)
+    events = []
+    for _ in range(n):  # built before the clock starts: building is the caller's cost
+        ev = copy.deepcopy(base)
+        ev["event"]["id"] = new_event_id()
+        events.append(ev)
+    log = AuditLog.from_settings(conf)
+    log.start()
+    t_cpu0, p_cpu0 = time.thread_time(), time.process_time()
+    t0 = time.perf_counter()
+    futures = []
+    for ev in events:
+        while True:
+            try:
+                futures.append(log.emit(ev))
+                break
+            except Exception:  # queue full: the producer outruns the writer, back off
+                time.sleep(0.001)
+    for f in futures:
+        f.result()
+    spooled = time.perf_counter() - t0
+    flushed = spooled
+    if sinks:
+        assert log.flush(600)
+        flushed = time.perf_counter() - t0
+    audit_cpu = (time.process_time() - p_cpu0) - (time.thread_time() - t_cpu0)
+    log.close()
+    return {"events": n, "fsync": fsync, "sinks": list(sinks),
+            "spooled_per_s": round(n / spooled), "searchable_per_s": round(n / flushed),
+            "audit_cpu_us_per_event": round(audit_cpu / n * 1e6, 1)}
+
+
+def bench_raw_append(n: int, work: Path) -> dict[str, Any]:
+    """The peer: the same bytes with plain os.write + one fsync per 4000-line batch."""
+    rng = random.Random(1)
+    line = orjson.dumps(template(0, rng)) + b"\n"
+    fd = os.open(work / "raw.ndjson", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    t0 = time.perf_counter()
+    for start in range(0, n, 4000):
+        os.write(fd, line * min(4000, n - start))
+        os.fsync(fd)
+    elapsed = time.perf_counter() - t0
+    os.close(fd)
+    return {"events": n, "per_s": round(n / elapsed)}
+
+
+def fill(store: AuditStore, n: int) -> None:
+    rng = random.Random(7)
+    batch: list[dict[str, Any]] = []
+    prev = bytes(32)
+    start = time.time() - 30 * 86400
+    for i in range(1, n + 1):
+        ev = template(i, rng)
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start + i * 30 * 86400 / n))
+        ev["@timestamp"] = ts + f".{i % 1000000:06d}Z"
+        ev["event"]["id"] = f"{i:016x}-{rng.getrandbits(80):020x}"
+        prev = seal(ev, i, prev)
+        batch.append(ev)
+        if len(batch) == 20_000:
+            store.append(batch)
+            batch = []
+    if batch:
+        store.append(batch)
+
+
+def bench_search(n: int, queries: int, work: Path) -> dict[str, Any]:
+    path = work / "search" / "audit.db"
+    store = AuditStore(path, synchronous="OFF")
+    t0 = time.perf_counter()
+    fill(store, n)
+    fill_s = time.perf_counter() - t0
+    rng = random.Random(3)
+    sample = store.search(AuditQuery(limit=1))[0]
+    cases: dict[str, Any] = {
+        "user": lambda: AuditQuery(user=f"user{rng.randrange(200)}", limit=50),
+        "client+decision": lambda: AuditQuery(client=f"app{rng.randrange(40)}", decision="deny", limit=50),
+        "source_ip": lambda: AuditQuery(source_ip=f"10.{rng.randrange(20)}.{rng.randrange(250)}.1", limit=50),
+        "dataset+24h": lambda: AuditQuery(dataset=DATASETS[rng.randrange(3)],
+                                          since=parse_time("24h", now=None), limit=50),
+        "request_id": lambda: AuditQuery(request_id=sample["http"]["request"]["id"], limit=50),
+        "time range 1h": lambda: AuditQuery(since=parse_time("2h"), until=parse_time("1h"), limit=50),
+    }
+    out: dict[str, Any] = {"events": n, "fill_s": round(fill_s, 1),
+                           "db_mb": round(path.stat().st_size / 1e6)}
+    for name, make in cases.items():
+        lat = []
+        for _ in range(queries):
+            q = make()
+            t = time.perf_counter()
+            store.search(q)
+            store.count(q, cap=10_000)
+            lat.append((time.perf_counter() - t) * 1000)
+        lat.sort()
+        out[name] = {"p50_ms": round(statistics.median(lat), 2),
+                     "p95_ms": round(lat[int(len(lat) * 0.95) - 1], 2)}
+    lat = []
+    for _ in range(max(3, queries // 5)):
+        t = time.perf_counter()
+        store.top(AuditQuery(since=parse_time("24h")), "user.name", n=10)
+        lat.append((time.perf_counter() - t) * 1000)
+    out["top user.name 24h"] = {"p50_ms": round(statistics.median(lat), 2)}
+    store.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--search-events", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=30)
+    ap.add_argument("--skip-search", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    results: dict[str, Any] = {"threads": threading.active_count(), "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="ztgw-audit-bench-") as tmp:
+        work = Path(tmp)
+        results["raw_append_fsync_per_batch"] = bench_raw_append(args.events, work)
+        results["spool"] = [bench_spool(args.events, f, (), work) for f in ("always", "interval", "never")]
+        results["store"] = bench_spool(args.events, "always", ("store",), work)
+        if not args.skip_search:
+            results["search"] = bench_search(args.search_events, args.queries, work)
+    if args.json:
+        sys.stdout.write(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    raw = results["raw_append_fsync_per_batch"]["per_s"]
+    print(f"raw os.write+fsync/batch (peer): {raw:>9,} lines/s")
+    for r in results["spool"]:
+        print(f"spool fsync={r['fsync']:<8}        {r['spooled_per_s']:>9,} events/s "
+              f"({r['spooled_per_s'] / raw:.2f}x peer), audit CPU {r['audit_cpu_us_per_event']} us/event")
+    s = results["store"]
+    print(f"spool+store (searchable)       {s['searchable_per_s']:>9,} events/s, "
+          f"audit CPU {s['audit_cpu_us_per_event']} us/event")
+    if "search" in results:
+        sr = results["search"]
+        print(f"search over {sr['events']:,} events (fill {sr['fill_s']} s, {sr['db_mb']} MB):")
+        for k, v in sr.items():
+            if isinstance(v, dict):
+                p95 = f"  p95 {v['p95_ms']} ms" if "p95_ms" in v else ""
+                print(f"  {k:<20} p50 {v['p50_ms']:>8} ms{p95}")
+
+
+if __name__ == "__main__":
+    main()
