@@ -157,9 +157,12 @@ def is_valid_cn_plate(s: str) -> bool:
     return sum(c.isalpha() and c.isascii() for c in tail) <= 3 or len(tail) == 6
 
 
+_CJK_NAME = re.compile("[\u4e00-\u9fff]{2,4}")
+
+
 def is_cn_name(s: str) -> bool:
     """2-4 CJK characters starting with a known surname, not ending like a place/category."""
-    if not 2 <= len(s) <= 4 or not all("\u4e00" <= c <= "\u9fff" for c in s):
+    if not 2 <= len(s) <= 4 or _CJK_NAME.fullmatch(s) is None:
         return False
     if s[-1] in _NOT_NAME_SUFFIX:
         return False
@@ -204,8 +207,26 @@ def _id_shaped(s: str) -> bool:
 
 
 
+# Short values that are *not* identifiers repeat in every page (民族, 性别, dates, district
+# names): remember them. Identifiers are never cached (no personal data kept around).
+_NEGATIVE: dict[str, None] = {}
+_NEGATIVE_MAX = 1 << 15
+_NEGATIVE_LEN = 16
+
+
 def classify(value: str) -> str | None:
     """The detector id of ``value`` when the whole value is one identifier, else ``None``."""
+    if value in _NEGATIVE:
+        return None
+    kind = _classify(value)
+    if kind is None and len(value) <= _NEGATIVE_LEN:
+        if len(_NEGATIVE) >= _NEGATIVE_MAX:
+            _NEGATIVE.clear()
+        _NEGATIVE[value] = None
+    return kind
+
+
+def _classify(value: str) -> str | None:
     s = value.strip()
     n = len(s)
     if n < 2 or n > 80:

@@ -50,6 +50,7 @@ __all__ = [
 MAX_PATH_DEPTH = 16
 _SELECTORS = frozenset({"fields", "paths", "types"})
 _FREE_TEXT_MIN = 7  # shorter strings cannot embed any identifier next to other text
+_CLEAN_LEN, _CLEAN_MAX = 16, 1 << 15
 
 
 def _parse_path(path: str) -> tuple[str, ...]:
@@ -78,6 +79,8 @@ class MaskPlan:
     maskers: Mapping[str, Masker]
     paths: tuple[tuple[str, tuple[str, ...], Masker], ...] = ()
     types: Mapping[str, Masker] = field(default_factory=dict)
+    # short strings known to hold none of ``types`` (dates, categories): skipped next time
+    _clean: dict[str, None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_obligation(cls, params: Mapping[str, Any], *, keys: ProtectionKeys | None = None
@@ -154,10 +157,14 @@ class MaskPlan:
         if kind is not None:
             masker = self.types.get(kind)
             return (masker(value), True) if masker else (value, False)
-        if len(value) < _FREE_TEXT_MIN:
+        if len(value) < _FREE_TEXT_MIN or value in self._clean:
             return value, False
         matches = find_all(value, self.types)
         if not matches:
+            if len(value) <= _CLEAN_LEN:
+                if len(self._clean) >= _CLEAN_MAX:
+                    self._clean.clear()
+                self._clean[value] = None
             return value, False
         out, pos = [], 0
         for m in matches:
