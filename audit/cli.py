@@ -10,6 +10,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .checkpoint import PUBLIC_KEY_FILE
 from .config import ProvidesAuditSettings
@@ -47,6 +48,7 @@ def _row(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+COUNT_CAP = 10_000  # totals are exact up to here (bounded work on a large store)
 HEADERS = ["time (UTC)", "action", "decision", "status", "who", "source", "path", "rule", "id"]
 
 
@@ -91,20 +93,23 @@ def search(
             else:
                 table = Table(top, "count")
                 for v, c in buckets:
-                    table.add_row(str(v), str(c))
+                    table.add_row(Text(str(v)), str(c))
                 Console().print(table)
             return
         events = store.search(query)
-        total = store.count(query)
+        total = store.count(query, cap=COUNT_CAP)
     except QueryError as exc:
         Console(stderr=True).print(f"error: {exc}")
         raise typer.Exit(2) from exc
+    relation = "gte" if total >= COUNT_CAP else "eq"  # as Elasticsearch's hits.total.relation
     if as_json:
-        sys.stdout.write(orjson.dumps({"total": total, "events": events}).decode() + "\n")
+        out = {"total": total, "total_relation": relation, "events": events}
+        sys.stdout.write(orjson.dumps(out).decode() + "\n")
         return
-    table = Table(*HEADERS, title=f"{len(events)} of {total} events")
+    shown = f"{'≥' if relation == 'gte' else ''}{total}"
+    table = Table(*HEADERS, title=f"{len(events)} of {shown} events")
     for doc in events:
-        table.add_row(*_row(doc))
+        table.add_row(*(Text(cell) for cell in _row(doc)))  # Text: no rich markup from events
     Console().print(table)
 
 
@@ -190,3 +195,46 @@ def install(
     else:
         for path in done:
             Console().print(f"PUT {path}")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Spool size against its quota, each sink's backlog, the last signed checkpoint."""
+    from .checkpoint import read_checkpoints
+    from .spool import Cursor
+
+    settings: ProvidesAuditSettings = ctx.obj
+    conf = settings.audit_settings()
+    spool = conf.effective_spool_dir
+    segments = sorted(spool.glob("seg-*.ndjson")) if spool.exists() else []
+    sizes = {int(p.name[4:14]): p.stat().st_size for p in segments}
+    sinks = {}
+    for path in sorted((spool / "cursors").glob("*.json")) if spool.exists() else []:
+        cur = Cursor.load(path)
+        if cur is None:
+            continue
+        behind = sum(size for seg, size in sizes.items() if seg > cur.segment)
+        behind += max(0, sizes.get(cur.segment, 0) - cur.offset)
+        sinks[path.stem] = {"segment": cur.segment, "offset": cur.offset, "backlog_bytes": behind}
+    cps, _ = read_checkpoints(conf.effective_checkpoint_path)
+    out = {
+        "spool_dir": str(spool), "spool_bytes": sum(sizes.values()),
+        "spool_quota_bytes": conf.spool_quota_bytes, "segments": len(sizes), "fsync": conf.fsync,
+        "sinks_configured": list(conf.sinks), "sinks": sinks,
+        "last_checkpoint": {"seq_to": cps[-1].seq_to, "time": cps[-1].time} if cps else None,
+        "witnesses": [str(w) for w in conf.witness_dirs],
+    }
+    if as_json:
+        sys.stdout.write(orjson.dumps(out).decode() + "\n")
+        return
+    console = Console()
+    pct = 100 * out["spool_bytes"] / conf.spool_quota_bytes
+    console.print(f"spool {out['spool_bytes']:,} bytes in {len(sizes)} segments ({pct:.1f}% of quota), "
+                  f"fsync={conf.fsync}")
+    for name, info in sinks.items():
+        console.print(f"  sink {name}: {info['backlog_bytes']:,} bytes behind")
+    lc = out["last_checkpoint"]
+    console.print(f"last checkpoint: position {lc['seq_to']} at {lc['time']}" if lc else "no checkpoint yet")

@@ -15,6 +15,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ztgw.crypto import sm3
+
 ECS_VERSION = "9.4.0"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 MAX_FIELD_CHARS = 2048
@@ -25,6 +27,44 @@ def clean(value: str, limit: int = MAX_FIELD_CHARS) -> str:
     if len(value) > limit:
         value = value[:limit] + "…"
     return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+
+
+# keys whose values must never be stored in clear (ASVS 16.2.5): replaced by an SM3 tag, so two
+# events about the same credential still correlate without revealing it
+SECRET_KEYS = frozenset({
+    "authorization", "password", "passwd", "secret", "client_secret", "access_token",
+    "refresh_token", "id_token", "token", "cookie", "set-cookie", "api_key", "apikey", "otp",
+    "private_key",
+})
+
+
+def fingerprint(value: str) -> str:
+    """``sm3:`` and the first 16 hex digits of SM3(value): correlatable, not reversible."""
+    return "sm3:" + sm3.digest(value.encode("utf-8", "surrogatepass")).hex()[:16]
+
+
+def sanitize(value: Any, depth: int = 0) -> Any:
+    """Every string cleaned of control characters, every secret-named field fingerprinted.
+
+    Applied by the audit writer to every event, whoever built it (defence in depth behind the
+    builders below, which already clean what they take from a request).
+    """
+    if isinstance(value, str):
+        return clean(value) if _CONTROL.search(value) or len(value) > MAX_FIELD_CHARS else value
+    if isinstance(value, dict):
+        if depth > 16:
+            return "[too deep]"
+        out = {}
+        for k, v in value.items():
+            key = clean(str(k), 128)
+            if key.lower() in SECRET_KEYS and v is not None:
+                out[key] = fingerprint(str(v))
+            else:
+                out[key] = sanitize(v, depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [sanitize(v, depth + 1) for v in value]
+    return value
 
 
 def new_event_id() -> str:
@@ -172,4 +212,91 @@ def auth_event(
         event["user"] = {"name": clean(user, 128)}
     if source_ip:
         event["source"] = {"ip": source_ip}
+    return event
+
+
+def iam_event(
+    *,
+    action: str,
+    outcome: str,
+    actor: str,
+    target: str | None = None,
+    request_id: str | None = None,
+    source_ip: str | None = None,
+    grant: dict[str, Any] | None = None,
+    rule_id: str | None = None,
+    organization: str | None = None,
+    reason: str | None = None,
+    node: str | None = None,
+) -> dict[str, Any]:
+    """An admin or grant change (ECS §1.3 of ECOSYSTEM.md): access-request-created,
+    access-grant-approved/-denied/-revoked/-expired, client/user/policy changes."""
+    kind = ("creation" if action.endswith(("created", "added", "requested"))
+            else "deletion" if action.endswith(("revoked", "deleted", "expired", "removed"))
+            else "change")
+    event: dict[str, Any] = {
+        "@timestamp": iso_now(),
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "id": new_event_id(), "kind": "event", "category": ["iam", "configuration"],
+            "type": [kind], "action": clean(action, 64), "outcome": outcome,
+            "dataset": "ztgw.iam", "module": "ztgw", "provider": "admin",
+        },
+        "data_stream": {"type": "logs", "dataset": "ztgw.iam", "namespace": "default"},
+        "service": _service(node),
+        "user": {"name": clean(actor, 128)},
+        "ztgw": {},
+    }
+    if target:
+        event["user"]["target"] = {"name": clean(target, 128)}
+    if request_id:
+        event["http"] = {"request": {"id": request_id}}
+    if source_ip:
+        event["source"] = {"ip": source_ip}
+    if grant:
+        event["ztgw"]["grant"] = grant
+    if rule_id:
+        event["rule"] = {"id": clean(rule_id, 128)}
+    if organization:
+        event["organization"] = {"name": clean(organization, 128)}
+    if reason:
+        event["event"]["reason"] = clean(reason, 256)
+    return event
+
+
+def alert_event(
+    *,
+    rule_id: str,
+    rule_name: str,
+    severity: int,
+    message: str,
+    risk_score: float | None = None,
+    source_ip: str | None = None,
+    user: str | None = None,
+    related_request_ids: list[str] | None = None,
+    node: str | None = None,
+) -> dict[str, Any]:
+    """An alert raised by a detection rule or by the gateway itself (``event.kind: alert``)."""
+    event: dict[str, Any] = {
+        "@timestamp": iso_now(),
+        "ecs": {"version": ECS_VERSION},
+        "message": clean(message, 512),
+        "event": {
+            "id": new_event_id(), "kind": "alert", "category": ["intrusion_detection"],
+            "type": ["info"], "action": "alert", "dataset": "ztgw.alert", "module": "ztgw",
+            "provider": "detection", "severity": int(severity),
+        },
+        "data_stream": {"type": "logs", "dataset": "ztgw.alert", "namespace": "default"},
+        "service": _service(node),
+        "rule": {"id": clean(rule_id, 128), "name": clean(rule_name, 256)},
+        "ztgw": {},
+    }
+    if risk_score is not None:
+        event["event"]["risk_score"] = float(risk_score)
+    if source_ip:
+        event["source"] = {"ip": source_ip}
+    if user:
+        event["user"] = {"name": clean(user, 128)}
+    if related_request_ids:
+        event["ztgw"]["related_requests"] = [clean(r, 64) for r in related_request_ids[:100]]
     return event

@@ -29,7 +29,7 @@ from .chain import GENESIS, chain_fields, merkle_root, seal
 from .checkpoint import CheckpointWriter, load_or_create_signing_key
 from .config import AuditSettings
 from .errors import AuditUnavailable, InvalidEvent
-from .events import ECS_VERSION, iso_now, new_event_id
+from .events import ECS_VERSION, iso_now, new_event_id, sanitize
 from .shipping import JsonLinesSink, Shipper, Sink, StoreSink
 from .spool import Cursor, Spool
 from .store import AuditStore
@@ -223,6 +223,7 @@ class AuditLog:
             if doc is _NOOP:
                 continue
             try:
+                doc = sanitize(doc)
                 prev = seal(doc, seq + 1, prev)
                 line = orjson.dumps(doc) + b"\n"
             except (TypeError, KeyError, orjson.JSONEncodeError) as exc:
