@@ -133,8 +133,9 @@ def _audited(gw: RunningGateway, request_id: str) -> dict[str, Any]:
     raise AssertionError(f"no audit event for {request_id}")
 
 
-@pytest.fixture(autouse=True)
-def _healthy_between(hostile: tuple[RunningGateway, HostileUpstream]) -> Iterator[None]:
+@pytest.fixture
+def heal(hostile: tuple[RunningGateway, HostileUpstream]) -> Iterator[None]:
+    """For tests that make the upstream fail: close the circuit again afterwards."""
     yield
     time.sleep(1.1)  # let an opened circuit half-open, then close it with a good request
     gw, _ = hostile
@@ -151,7 +152,7 @@ def _healthy_between(hostile: tuple[RunningGateway, HostileUpstream]) -> Iterato
     ("html", 502, "unmaskable_response"),
 ])
 def test_hostile_upstream(hostile: tuple[RunningGateway, HostileUpstream], mode: str, status: int,
-                          code: str) -> None:
+                          code: str, heal: None) -> None:
     gw, _ = hostile
     r = _get(gw, gw.token("demo-analytics"), f"?mode={mode}")
     body = _assert_error(r, status, code)
@@ -172,7 +173,8 @@ def test_upstream_down(hostile: tuple[RunningGateway, HostileUpstream], tmp_path
         stop_processes(procs)
 
 
-def test_circuit_breaker_opens_and_recovers(hostile: tuple[RunningGateway, HostileUpstream]) -> None:
+def test_circuit_breaker_opens_and_recovers(hostile: tuple[RunningGateway, HostileUpstream],
+                                           heal: None) -> None:
     gw, up = hostile
     token = gw.token("demo-police")
     for _ in range(3):
