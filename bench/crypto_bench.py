@@ -175,8 +175,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=1, help="per measurement (default 1)")
     parser.add_argument("--rounds", type=int, default=5, help="max interleaved rounds (default 5)")
-    parser.add_argument("--budget", type=float, default=95.0,
-                        help="wall-clock seconds for the rounds; stops early (default 95)")
+    parser.add_argument("--budget", type=float, default=75.0,
+                        help="wall-clock seconds for the rounds; stops early (default 75)")
     args = parser.parse_args()
     secs = args.seconds
     t0 = time.monotonic()
@@ -203,9 +203,9 @@ def main() -> int:
         for name in TARGETS if all(b.get(name) for b in base_rounds)
     }
     ztgw.update(measure_oneshot(secs))
-    gm = measure_gmssl(min(1.0, secs))
+    gm = measure_gmssl(min(0.5, secs))
     try:
-        ts = measure_tongsuopy(secs / 2)
+        ts = measure_tongsuopy(min(0.5, secs))
     except ImportError:
         ts = {}
 

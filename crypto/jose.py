@@ -39,6 +39,7 @@ from joserfc.errors import (
     JoseError,
     SecurityWarning,
 )
+from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
@@ -78,7 +79,7 @@ def _b64int(value: int) -> str:
     return str(int_to_base64(value, 32))
 
 
-class SM2JWK(ECKey):  # type: ignore[misc]
+class SM2JWK(ECKey):
     """An SM2 key as a joserfc key (kty EC, crv SM2), backed by :mod:`.sm2`."""
 
     def __init__(self, key: SM2PrivateKey | SM2PublicKey,
@@ -121,7 +122,7 @@ class SM2JWK(ECKey):  # type: ignore[misc]
             if self.extra_parameters:
                 data.update(self.extra_parameters)
             self._dict_value = data
-        return self._dict_value  # type: ignore[no-any-return]
+        return self._dict_value
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SM2JWK:
@@ -143,7 +144,7 @@ class SM2JWK(ECKey):  # type: ignore[misc]
         return cls(private, params)
 
 
-class SM2Algorithm(jws.JWSAlgModel):  # type: ignore[misc]
+class SM2Algorithm(JWSAlgModel):
     name = SM2_ALG
     description = "SM2 signature with SM3 (GB/T 32918.2, ID 1234567812345678), r || s"
     recommended = False

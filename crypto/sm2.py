@@ -319,6 +319,8 @@ class SM2PrivateKey:
     def __init__(self, pkey: _openssl.PKey) -> None:
         self._pkey = pkey
         _, x, y = _parse_ec_private_key(_openssl.export_private_der(pkey))
+        if x is None or y is None:  # require_public=True already guarantees this
+            raise MalformedInput("ECPrivateKey without public key")
         self._public = SM2PublicKey(_openssl.load_public_der(_spki(x, y)), x, y)
 
     # -- construction

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import secrets
 from enum import StrEnum
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag as _PycaInvalidTag
 from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .constants import GCM_NONCE_BYTES, GCM_TAG_BYTES, SM4_BLOCK_BYTES, SM4_KEY_BYTES
 from .errors import InvalidTag, MalformedInput
@@ -84,12 +84,13 @@ class SM4Encryptor:
     def __init__(self, mode: Mode | str, key: bytes, iv: bytes | None = None,
                  aad: bytes = b"") -> None:
         self.mode = Mode(mode)
-        self._ctx: CipherContext = Cipher(_algo(key), _mode(self.mode, iv)).encryptor()
+        cipher: Any = Cipher(_algo(key), _mode(self.mode, iv))
+        self._ctx: Any = cipher.encryptor()  # AEAD context for GCM
         self._padder = padding.PKCS7(128).padder() if self.mode is Mode.CBC else None
         self._ecb_len = 0
         if self.mode is Mode.GCM:
             if aad:
-                self._ctx.authenticate_additional_data(aad)  # type: ignore[attr-defined]
+                self._ctx.authenticate_additional_data(aad)
         elif aad:
             raise MalformedInput(f"{self.mode.value.upper()} cannot authenticate AAD; use GCM")
         self.tag: bytes | None = None
@@ -98,17 +99,18 @@ class SM4Encryptor:
         if self._padder is not None:
             data = self._padder.update(data)
         self._ecb_len += len(data)
-        return self._ctx.update(data)
+        out: bytes = self._ctx.update(data)
+        return out
 
     def finalize(self) -> bytes:
-        out = b""
+        out: bytes = b""
         if self._padder is not None:
             out = self._ctx.update(self._padder.finalize())
         if self.mode is Mode.ECB and self._ecb_len % SM4_BLOCK_BYTES:
             raise MalformedInput("ECB input must be a multiple of 16 bytes")
         out += self._ctx.finalize()
         if self.mode is Mode.GCM:
-            self.tag = self._ctx.tag  # type: ignore[attr-defined]
+            self.tag = self._ctx.tag
         return out
 
 
@@ -129,13 +131,14 @@ class SM4Decryptor:
         self._algo = _algo(key)
         self._iv = iv
         self._tag = tag
-        self._ctx: CipherContext = Cipher(self._algo, _mode(self.mode, iv)).decryptor()
+        cipher: Any = Cipher(self._algo, _mode(self.mode, iv))
+        self._ctx: Any = cipher.decryptor()
         self._unpadder = padding.PKCS7(128).unpadder() if self.mode is Mode.CBC else None
         self._held = b""  # trailing bytes that may be the GCM tag
         self._total = 0
         if self.mode is Mode.GCM:
             if aad:
-                self._ctx.authenticate_additional_data(aad)  # type: ignore[attr-defined]
+                self._ctx.authenticate_additional_data(aad)
         elif aad:
             raise MalformedInput(f"{self.mode.value.upper()} cannot authenticate AAD; use GCM")
 
@@ -144,7 +147,7 @@ class SM4Decryptor:
         if self.mode is Mode.GCM and self._tag is None:
             buf = self._held + data
             data, self._held = buf[:-GCM_TAG_BYTES], buf[-GCM_TAG_BYTES:]
-        out = self._ctx.update(data)
+        out: bytes = self._ctx.update(data)
         if self._unpadder is not None:
             out = self._unpadder.update(out)
         return out
@@ -155,12 +158,12 @@ class SM4Decryptor:
             if len(tag) != GCM_TAG_BYTES:
                 raise MalformedInput("GCM ciphertext shorter than its tag")
             try:
-                return self._ctx.finalize_with_tag(tag)  # type: ignore[attr-defined]
+                return bytes(self._ctx.finalize_with_tag(tag))
             except _PycaInvalidTag:
                 raise InvalidTag("SM4-GCM authentication failed") from None
         if self.mode in (Mode.ECB, Mode.CBC) and self._total % SM4_BLOCK_BYTES:
             raise MalformedInput("ciphertext is not a multiple of 16 bytes")
-        out = self._ctx.finalize()
+        out: bytes = self._ctx.finalize()
         if self._unpadder is not None:
             try:
                 out = self._unpadder.update(out) + self._unpadder.finalize()
