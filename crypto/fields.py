@@ -19,7 +19,7 @@ import binascii
 from .errors import MalformedInput
 from .keystore import KeyKind, KeyStore
 
-__all__ = ["FieldCipher"]
+__all__ = ["FieldCipher", "field_aad"]
 
 _PREFIX = "zf1."
 

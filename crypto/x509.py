@@ -30,8 +30,11 @@ from .errors import InvalidCertificate, InvalidSignature, MalformedInput
 from .sm2 import OID_SM2_SM3_SIGNATURE, SM2PrivateKey, SM2PublicKey
 
 __all__ = [
+    "EKU",
     "Certificate",
     "Name",
+    "build_certificate",
+    "common_name",
     "create_ca",
     "issue_certificate",
     "load_certificate",
