@@ -141,7 +141,7 @@ class CompiledPolicy:
             self._parents.setdefault((member, dom), []).append(role)
             self._children.setdefault((role, dom), []).append(member)
         self._lock = threading.Lock()
-        self._slots: dict[tuple[str, str], dict[str, tuple[CompiledRule, ...]]] = {}
+        self._slots: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
         self._keys: dict[tuple[Any, ...], frozenset[str]] = {}
         self._candidates: dict[tuple[Any, ...], tuple[CompiledRule, ...]] = {}
         self._plans: dict[tuple[Any, ...], tuple[tuple[CompiledRule, ...], Decision]] = {}
@@ -209,8 +209,8 @@ class CompiledPolicy:
         return expanded
 
     # --- index -----------------------------------------------------------------------------
-    def _slot(self, dataset: str, action: str) -> dict[str, tuple[CompiledRule, ...]]:
-        """subject key → rules that target (dataset, action), merged over every pattern."""
+    def _slot(self, dataset: str, action: str) -> dict[str, tuple[int, ...]]:
+        """subject key → indices of the rules that target (dataset, action), every pattern."""
         slot = self._slots.get((dataset, action))
         if slot is not None:
             return slot
@@ -219,7 +219,7 @@ class CompiledPolicy:
             for act in (action, "*"):
                 for key, idx in self._table.get((pat, act), {}).items():
                     merged.setdefault(key, set()).update(idx)
-        slot = {k: tuple(self.rules[i] for i in sorted(v)) for k, v in merged.items()}
+        slot = {k: tuple(sorted(v)) for k, v in merged.items()}
         with self._lock:
             if len(self._slots) >= MAX_CACHE:
                 self._slots.clear()
@@ -234,9 +234,11 @@ class CompiledPolicy:
         if found is not None:
             return found
         slot = self._slot(dataset, action)
-        picked: set[int] = {c.index for c in slot.get("*", ())}
+        picked: set[int] = set(slot.get("*", ()))
         for key in keys:
-            picked.update(c.index for c in slot.get(key, ()))
+            found_idx = slot.get(key)
+            if found_idx:
+                picked.update(found_idx)
         rules = [self.rules[i] for i in sorted(picked)]
         found = tuple([c for c in rules if c.deny] + [c for c in rules if not c.deny])
         with self._lock:
@@ -341,7 +343,7 @@ class CompiledPolicy:
         traces: list[RuleTrace] = []
         if dataset is not None:
             slot = self._slot(dataset, action)
-            targeted = sorted({c.index for rules in slot.values() for c in rules})
+            targeted = sorted({i for idx in slot.values() for i in idx})
             for i in targeted:
                 c = self.rules[i]
                 matched = "*" in c.rule.subjects or not keys.isdisjoint(c.rule.subjects)
@@ -370,7 +372,7 @@ class CompiledPolicy:
         if canon is None:
             return []
         slot = self._slot(canon, action)
-        targeted = [self.rules[i] for i in sorted({c.index for rs in slot.values() for c in rs})]
+        targeted = [self.rules[i] for i in sorted({i for idx in slot.values() for i in idx})]
         denies = [c.rule.id for c in targeted if c.deny]
         out = []
         for c in targeted:
