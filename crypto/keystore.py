@@ -55,7 +55,8 @@ __all__ = [
 
 KeyUseHook = Callable[[dict[str, Any]], None]
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_PURPOSE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,39}$")
 _BLOB_MAGIC = b"ZK\x01"
 
 
@@ -77,8 +78,9 @@ def _now() -> str:
 
 
 def _check_name(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise MalformedInput(f"{what} must match [A-Za-z0-9._-]{{1,64}}")
+    pattern = _PURPOSE if what == "purpose" else _NAME
+    if not isinstance(value, str) or not pattern.match(value):
+        raise MalformedInput(f"{what} must match {pattern.pattern}")
     return value
 
 

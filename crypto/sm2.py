@@ -354,7 +354,8 @@ class SM2PrivateKey:
     def from_der(cls, der: bytes) -> SM2PrivateKey:
         """From DER PKCS#8 (RFC 5208) or RFC 5915 ECPrivateKey; unencrypted."""
         parts = _der.read_sequence(der, "private key")
-        if len(parts) == 3 or (len(parts) == 4 and parts[3].tag == 0xA0):
+        # PKCS#8 has an AlgorithmIdentifier SEQUENCE second; RFC 5915 has an OCTET STRING.
+        if len(parts) >= 3 and parts[1].tag == _der.SEQUENCE:
             if _der.decode_integer(parts[0]) not in (0, 1):
                 raise MalformedInput("unsupported PKCS#8 version")
             _check_key_algorithm(parts[1])

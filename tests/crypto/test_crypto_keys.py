@@ -191,3 +191,14 @@ def test_sm2_envelope() -> None:
         envelope.open_sealed(key, tampered, b"bundle-7")
     with pytest.raises(MalformedInput):
         envelope.open_sealed(key, b"XX" + sealed[2:])
+
+
+def test_purpose_and_kid_limits(tmp_path: Path) -> None:
+    ks = KeyStore(MasterKey.generate(), FileKeyStorage(tmp_path / "k.json"))
+    purpose = "p" * 40
+    kid = ks.create("sm4", purpose)
+    reopened = KeyStore(ks._master, FileKeyStorage(tmp_path / "k.json"))
+    assert reopened.active_kid(purpose) == kid
+    for bad in ("p" * 41, "../etc", "", ".hidden", "a b"):
+        with pytest.raises(MalformedInput):
+            ks.create("sm4", bad)

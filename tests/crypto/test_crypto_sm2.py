@@ -197,3 +197,15 @@ def test_many_identifiers_evict_cleanly(key: sm2.SM2PrivateKey) -> None:
     sigs = [(f"id-{i}", key.sign(b"m", id=f"id-{i}")) for i in range(20)]
     for ident, sig in reversed(sigs):
         key.public_key().verify(sig, b"m", id=ident)
+
+
+def test_sec1_without_public_key_loads(key: sm2.SM2PrivateKey) -> None:
+    sec1 = _der.sequence(_der.integer(1), _der.octet_string(key.private_bytes()),
+                         _der.explicit(0, _der.oid(sm2.OID_SM2_CURVE)))
+    assert sm2.load_private_key(sec1).public_key() == key.public_key()
+    bare = _der.sequence(_der.integer(1), _der.octet_string(key.private_bytes()))
+    assert sm2.load_private_key(bare).public_key() == key.public_key()
+    wrong_curve = _der.sequence(_der.integer(1), _der.octet_string(key.private_bytes()),
+                                _der.explicit(0, _der.oid("1.2.840.10045.3.1.7")))
+    with pytest.raises(MalformedInput):
+        sm2.load_private_key(wrong_curve)
