@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cache
 
+from .identifiers import _PROVINCE_PREFIXES as _PROVINCE_PREFIXES
 from .identifiers import (
     is_unionpay,
     is_valid_cn_mobile,
     is_valid_id_number,
     is_valid_id_number_15,
     is_valid_luhn,
+    is_valid_org_code,
     is_valid_region_code,
     is_valid_uscc,
     load_gazetteer,
@@ -90,6 +92,7 @@ SURNAMES = frozenset(_SINGLE_SURNAMES) | _COMPOUND_SURNAMES
 # A short CJK value ending in one of these is a place, an organisation or a category.
 _NOT_NAME_SUFFIX = frozenset("区县市省族路街道镇乡村局院司行部厅委办会所处科站队组室楼号户婚业类型级")
 
+_USCC_REGIONS = _PROVINCE_PREFIXES | {"10"}
 _PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 _PROVINCE_NAMES = (
     _words("北京市 天津市 上海市 重庆市 河北省 山西省 辽宁省 吉林省 黑龙江省 江苏省")
@@ -194,6 +197,13 @@ def _is_address(s: str) -> bool:
 # ------------------------------------------------------------------ whole values
 
 
+def _uscc_ok(s: str) -> bool:
+    """GB 32100 check character *and* the structure behind it: a province-level (or national,
+    10) region prefix and a GB 11714 organisation code with its own check character — a
+    random 18-character string passes the check character alone one time in 31."""
+    return is_valid_uscc(s) and s[2:4] in _USCC_REGIONS and is_valid_org_code(s[8:17])
+
+
 def _id_shaped(s: str) -> bool:
     """18 digits with a real region code and birth date: an ID number with a wrong check
     character is a typo or a decoy, never a card number."""
@@ -236,7 +246,7 @@ def _classify(value: str) -> str | None:
         if s.isdigit():
             if (n == 18 and is_valid_id_number(s)) or (n == 15 and is_valid_id_number_15(s)):
                 return "cn_id_number"
-            if n == 18 and is_valid_uscc(s) and not _id_shaped(s):
+            if n == 18 and _uscc_ok(s) and not _id_shaped(s):
                 return "cn_uscc"
             if n == 11 and is_valid_cn_mobile(s):
                 return "cn_mobile"
@@ -246,10 +256,10 @@ def _classify(value: str) -> str | None:
         if n == 18:
             if s[17] in "Xx" and is_valid_id_number(s[:17] + "X"):
                 return "cn_id_number"
-            if is_valid_uscc(s):
+            if _uscc_ok(s):
                 return "cn_uscc"
         return _classify_punctuated(s)
-    if n == 18 and is_valid_uscc(s):
+    if n == 18 and _uscc_ok(s):
         return "cn_uscc"
     if c0.isascii():
         return _classify_punctuated(s)
@@ -316,7 +326,7 @@ def _token_type(tok: str, text: str, start: int) -> str | None:
             return "cn_id_number"
         if n == 15 and is_valid_id_number_15(tok):
             return "cn_id_number"
-        if n == 18 and is_valid_uscc(tok) and not _id_shaped(tok):
+        if n == 18 and _uscc_ok(tok) and not _id_shaped(tok):
             return "cn_uscc"
         if n == 11 and is_valid_cn_mobile(tok):
             return "cn_mobile"
@@ -326,7 +336,7 @@ def _token_type(tok: str, text: str, start: int) -> str | None:
     if n == 18:
         if tok[17] in "Xx" and tok[:17].isdigit() and is_valid_id_number(tok[:17] + "X"):
             return "cn_id_number"
-        if is_valid_uscc(tok):
+        if _uscc_ok(tok):
             return "cn_uscc"
         return None
     if n <= 11 and is_valid_cn_passport(tok):

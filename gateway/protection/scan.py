@@ -5,11 +5,12 @@ opaque pinyin abbreviations (``sfzh``, ``lxdh``, ``xm``). Every string (and ever
 integer) is classified as a whole value; longer strings are also searched for embedded
 identifiers. A field is reported for a type when:
 
-- the type is validated by a check character or closed list (:data:`.detectors.STRONG`)
-  and at least one value matches; or
-- the type is weaker (names, passports, plates, landlines, addresses) and either its
-  whole-value matches cover at least :data:`WEAK_SHARE` of the field's non-empty values,
-  or it was found in free text with context (``姓名：…``, ``护照…``).
+- it was found embedded in free text (validated, with context where the type needs it); or
+- its whole-value matches cover at least :data:`STRONG_SHARE` of the field's non-empty
+  values for a type validated by a check character or closed list
+  (:data:`.detectors.STRONG`), :data:`WEAK_SHARE` for the weaker ones (names, passports,
+  plates, landlines, addresses). A column of random 18-digit order numbers has the odd
+  value that passes a check character by chance; it is not reported.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 
 from .detectors import STRONG, classify, find_all
 
-__all__ = ["WEAK_SHARE", "FieldFinding", "PiiReport", "scan_records"]
+__all__ = ["STRONG_SHARE", "WEAK_SHARE", "FieldFinding", "PiiReport", "scan_records"]
 
+STRONG_SHARE = 0.05
 WEAK_SHARE = 0.3
 _FREE_TEXT_MIN = 7
 _MAX_DEPTH = 16
@@ -97,7 +99,7 @@ def scan_records(records: Iterable[Mapping[str, Any]]) -> PiiReport:
     for path, st in stats.items():
         for kind in sorted(st.rows, key=lambda k: -st.rows[k]):
             whole, embedded = st.whole.get(kind, 0), st.embedded.get(kind, 0)
-            strong = kind in STRONG
-            if strong or embedded or whole >= WEAK_SHARE * st.non_empty:
+            share = STRONG_SHARE if kind in STRONG else WEAK_SHARE
+            if embedded or (whole and whole >= share * st.non_empty):
                 report.fields.append(FieldFinding(path, kind, whole + embedded, st.rows[kind]))
     return report

@@ -15,6 +15,7 @@ from ztgw.gateway.protection.identifiers import (
     load_gazetteer,
     luhn_check_digit,
     mobile_prefixes,
+    org_code_check_char,
     uscc_check_char,
 )
 
@@ -41,8 +42,10 @@ def id15(draw: st.DrawFn) -> str:
 @st.composite
 def usccs(draw: st.DrawFn) -> str:
     head = draw(st.sampled_from(["91", "92", "93", "11", "12", "51", "52"]))
-    body = head + draw(region) + "".join(draw(st.lists(st.sampled_from(USCC_ALPHABET), min_size=9,
-                                                         max_size=9)))
+    org = "".join(draw(st.lists(st.sampled_from(USCC_ALPHABET), min_size=8, max_size=8)))
+    org += org_code_check_char(org)
+    assume(org[-1] in USCC_ALPHABET)  # a GB 11714 check char 'X' is fine, none other is outside
+    body = head + draw(region) + org
     return body + uscc_check_char(body)
 
 
@@ -97,6 +100,14 @@ def test_valid_usccs_are_found(s: str) -> None:
 def test_usccs_with_a_wrong_check_char_are_not(s: str, k: int) -> None:
     wrong = USCC_ALPHABET[(USCC_ALPHABET.index(s[17]) + k) % 31]
     assert classify(s[:17] + wrong) != "cn_uscc"
+
+
+@given(usccs(), st.integers(1, 9))
+def test_usccs_with_a_broken_organisation_code_are_not(s: str, k: int) -> None:
+    org = s[8:16] + "0123456789X"[("0123456789X".index(s[16]) + k) % 11] if s[16] in "0123456789X" else None
+    assume(org is not None and org[-1] in USCC_ALPHABET)
+    body = s[:8] + org
+    assert classify(body + uscc_check_char(body)) != "cn_uscc"  # GB 32100 passes, GB 11714 does not
 
 
 @given(unionpay_cards())
