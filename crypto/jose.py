@@ -59,6 +59,7 @@ __all__ = [
     "SM2JWK",
     "SM2_ALG",
     "KeySet",
+    "Signer",
     "SigningKey",
     "sign_jws",
     "sign_jwt",
@@ -422,3 +423,35 @@ def verify_jwt(keys: KeySet, token: str | bytes, *, algorithms: Collection[str],
     except ClaimError as exc:
         raise InvalidClaims(str(exc)) from None
     return claims
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """One kind of token, configured once: key set, allowed algorithms, iss/aud/typ.
+
+    RFC 8725 §3.12: give each kind of JWT its own ``Signer`` (own ``typ``, audience and
+    allow-list), so a token of one kind is never accepted as another.
+    """
+
+    keys: KeySet
+    algorithms: frozenset[str]
+    issuer: str | None = None
+    audience: str | None = None
+    typ: str = "JWT"
+    leeway: int = 60
+    required: tuple[str, ...] = ("exp",)
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        if self.keys.signing_key().alg not in self.algorithms:
+            raise UnsupportedAlgorithm("the active key's algorithm is not in this signer's list")
+        full = dict(claims)
+        if self.issuer is not None:
+            full.setdefault("iss", self.issuer)
+        if self.audience is not None:
+            full.setdefault("aud", self.audience)
+        return sign_jwt(self.keys, full, typ=self.typ)
+
+    def verify(self, token: str | bytes) -> dict[str, Any]:
+        return verify_jwt(self.keys, token, algorithms=self.algorithms, issuer=self.issuer,
+                          audience=self.audience, typ=self.typ, leeway=self.leeway,
+                          required=self.required)

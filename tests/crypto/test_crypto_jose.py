@@ -161,3 +161,21 @@ def test_keyset_rejects_mismatched_keys() -> None:
     with pytest.raises(MalformedInput):
         private_jwk = jose.SM2JWK(sm2.generate_key(), {"kid": "p", "alg": "SM2SM3"}).dict_value
         jose.KeySet.from_jwks({"keys": [private_jwk]})
+
+
+def test_signer_per_token_kind() -> None:
+    ks = jose.KeySet()
+    ks.generate("SM2SM3", kid="k1")
+    access = jose.Signer(ks, frozenset({"SM2SM3"}), issuer="https://ztgw", audience="api",
+                         typ="at+jwt")
+    receipt = jose.Signer(ks, frozenset({"SM2SM3"}), issuer="https://ztgw",
+                          audience="consent", typ="receipt+jwt")
+    token = access.sign({"sub": "u1", "exp": int(time.time()) + 60})
+    assert access.verify(token)["aud"] == "api"
+    with pytest.raises(InvalidClaims):
+        receipt.verify(token)  # cross-JWT confusion refused (RFC 8725 §3.12)
+    es_only = jose.Signer(ks, frozenset({"ES256"}))
+    with pytest.raises(UnsupportedAlgorithm):
+        es_only.sign({"exp": 1})
+    with pytest.raises(UnsupportedAlgorithm):
+        es_only.verify(token)

@@ -27,7 +27,7 @@ PUBLIC = {
                  "KeyStorage", "KeyStore", "KeyUseHook", "MasterKey"},
     "x509": {"EKU", "Certificate", "Name", "build_certificate", "common_name", "create_ca",
              "issue_certificate", "load_certificate", "load_certificates", "verify_chain"},
-    "jose": {"SM2_ALG", "KeySet", "SM2JWK", "SigningKey", "sign_jws", "sign_jwt",
+    "jose": {"SM2_ALG", "KeySet", "SM2JWK", "Signer", "SigningKey", "sign_jws", "sign_jwt",
              "verify_jws", "verify_jwt"},
 }
 
