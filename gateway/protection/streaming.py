@@ -83,12 +83,19 @@ class Pipeline:
             self.watermark.csv_row(row)
         self.records += 1
 
-    # whole bodies (no streaming) — same results as BodyStream
+    # whole bodies (no streaming)
     def json_body(self, body: bytes) -> bytes:
+        """A whole JSON body parsed at once (fastest when the body is already in memory)."""
         doc = orjson.loads(body)
         for rec in records_of(doc):
             self.record(rec)
         return orjson.dumps(doc)
+
+    def body(self, body: bytes, fmt: str, encoding: str = "identity", *,
+             max_output: int | None = None) -> bytes:
+        """A whole body of any format and content coding, through :class:`BodyStream`."""
+        stream = BodyStream(self, fmt, encoding, max_output=max_output)
+        return stream.feed(body) + stream.close()
 
 
 # ------------------------------------------------------------------ content codings

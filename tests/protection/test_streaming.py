@@ -85,6 +85,23 @@ def test_streaming_equals_whole_body(name: str, encoding: str, cuts: list[int]) 
     assert stream.pipeline.records == (1 if name == "json-one" else len(RECS))
 
 
+@pytest.mark.parametrize("name", ["json-page", "ndjson", "csv"])
+def test_pipeline_whole_body_with_watermark(name: str) -> None:
+    fmt, body = BODIES[name]
+    wm = Watermarker(bytes(range(32)))
+    plan = wm.plan("app-w", f"req-{name}")
+    out = brotli.decompress(Pipeline(PLAN, plan).body(brotli.compress(body), fmt, "br"))
+    if fmt == "csv":
+        records = list(csv.DictReader(io.StringIO(out.decode())))
+    elif fmt == "ndjson":
+        records = [orjson.loads(x) for x in out.splitlines()]
+    else:
+        records = orjson.loads(out)["items"]
+    assert len(records) == len(RECS) and plan.bits > len(RECS)
+    assert all(r["uscc"] in ("*" * 18, None) for r in records)
+    assert wm.trace(records, [plan.issue]).request_id == f"req-{name}"
+
+
 def test_tiny_chunks_json() -> None:
     _, body = BODIES["json-page"]
     out = _run(BodyStream(Pipeline(PLAN), "json"), body, list(range(0, len(body), 7)))
