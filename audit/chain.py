@@ -50,10 +50,13 @@ def link(prev: bytes, seq: int, body: bytes) -> bytes:
     return sm3.digest(prev + seq.to_bytes(8, "big") + body)
 
 
-def seal(doc: dict[str, Any], seq: int, prev: bytes) -> bytes:
-    """Give ``doc`` its place in the chain (in place) and return its chain value."""
+def seal(doc: dict[str, Any], seq: int, prev: bytes, body: bytes | None = None) -> bytes:
+    """Give ``doc`` its place in the chain (in place) and return its chain value.
+
+    ``body``: ``canonical(doc)`` if the caller already has it (``doc`` must have ``ztgw``).
+    """
     doc.setdefault("ztgw", {})
-    value = link(prev, seq, canonical(doc))
+    value = link(prev, seq, body if body is not None else canonical(doc))
     doc["event"]["hash"] = value.hex()
     doc["ztgw"]["chain"] = {"seq": seq, "prev_hash": prev.hex()}
     return value

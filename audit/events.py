@@ -15,6 +15,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from ztgw.crypto import sm3
 
 ECS_VERSION = "9.4.0"
@@ -41,6 +43,28 @@ SECRET_KEYS = frozenset({
 def fingerprint(value: str) -> str:
     """``sm3:`` and the first 16 hex digits of SM3(value): correlatable, not reversible."""
     return "sm3:" + sm3.digest(value.encode("utf-8", "surrogatepass")).hex()[:16]
+
+
+_CONTROL_JSON = re.compile(rb'\\[nrtbf]|\\u00[01]|\x7f|\xe2\x80[\xa8\xa9]')  # as orjson writes them
+_LONG_JSON = re.compile(rb'[^"\\]{%d}' % (MAX_FIELD_CHARS + 1))
+_SECRET_JSON = tuple(f'"{k}":'.encode() for k in sorted(SECRET_KEYS))
+
+
+def needs_sanitize(raw: bytes) -> bool:
+    """Whether an event's JSON (as orjson writes it) holds a control character, an over-long
+    string or a secret-named field: a few byte scans instead of a walk over the document."""
+    low = raw.lower()
+    return bool(_CONTROL_JSON.search(raw) or any(k in low for k in _SECRET_JSON)
+                or (len(raw) > MAX_FIELD_CHARS and _LONG_JSON.search(raw)))
+
+
+def sanitize_event(doc: dict[str, Any]) -> dict[str, Any]:
+    """:func:`sanitize` only when :func:`needs_sanitize` says so."""
+    try:
+        raw = orjson.dumps(doc)
+    except (TypeError, orjson.JSONEncodeError):
+        return sanitize(doc)  # type: ignore[no-any-return]
+    return sanitize(doc) if needs_sanitize(raw) else doc  # type: ignore[no-any-return]
 
 
 def sanitize(value: Any, depth: int = 0) -> Any:

@@ -25,11 +25,11 @@ from typing import Any
 import orjson
 import structlog
 
-from .chain import GENESIS, chain_fields, merkle_root, seal
+from .chain import GENESIS, canonical, chain_fields, merkle_root, seal
 from .checkpoint import CheckpointWriter, load_or_create_signing_key
 from .config import AuditSettings
 from .errors import AuditUnavailable, InvalidEvent
-from .events import ECS_VERSION, iso_now, new_event_id, sanitize
+from .events import ECS_VERSION, iso_now, needs_sanitize, new_event_id, sanitize
 from .shipping import JsonLinesSink, Shipper, Sink, StoreSink
 from .spool import Cursor, Spool
 from .store import AuditStore
@@ -223,8 +223,13 @@ class AuditLog:
             if doc is _NOOP:
                 continue
             try:
-                doc = sanitize(doc)
-                prev = seal(doc, seq + 1, prev)
+                doc.setdefault("ztgw", {})
+                body = canonical(doc)
+                if needs_sanitize(body):  # the scan reuses the bytes the chain hashes anyway
+                    doc = sanitize(doc)
+                    doc.setdefault("ztgw", {})
+                    body = canonical(doc)
+                prev = seal(doc, seq + 1, prev, body)
                 line = orjson.dumps(doc) + b"\n"
             except (TypeError, KeyError, orjson.JSONEncodeError) as exc:
                 if fut is not None:
