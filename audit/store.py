@@ -83,6 +83,7 @@ class AuditStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._sync}")
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: random-keyed indexes (ids) stay cached
         return conn
 
     @property
