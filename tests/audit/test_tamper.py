@@ -190,3 +190,18 @@ def test_cli_exit_codes(home: Path) -> None:
     assert out["ok"] is False and out["first_bad_position"] == 7
     human = cli(home, "audit", "verify")
     assert human.returncode == 1 and "first bad position 7" in human.stdout
+
+
+def test_deleted_witness_copy_is_reported(home: Path) -> None:
+    (home / "witness" / "checkpoints.jsonl").unlink()
+    report = run_verify(home)
+    assert kinds(report) == {"checkpoint"} and not report.ok
+
+
+def test_fresh_home_with_a_witness_verifies(tmp_path: Path) -> None:
+    conf = settings(tmp_path)
+    AuditStore(conf.db_path).close()
+    log = AuditLog.from_settings(conf)
+    log.start()
+    log.close()  # no events, no checkpoint yet: nothing to hold against
+    assert run_verify(tmp_path).ok
