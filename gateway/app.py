@@ -53,6 +53,7 @@ from .settings import Settings
 
 VERSION = pkg_version("ztgw")
 DATA_PLANE_ROOT = b"/api/"
+TOKEN_PATH = b"/oauth2/token"  # served without the framework (identity.http.token_asgi)
 
 
 def new_request_id() -> str:
@@ -73,7 +74,7 @@ class Gateway:
                   if settings.secret_pepper else load_or_create_pepper(settings.keys_dir))
         self.hasher = SecretHasher(pepper)
         self.issuer = TokenIssuer(self.keyring, issuer, settings.data_audience,
-                                  settings.access_token_ttl)
+                                  settings.access_token_ttl, alg=settings.access_token_alg)
         self.oauth_store = OAuthStore(self.directory.engine)
         self.verifier = AccessTokenVerifier(self.keyring.keyset, issuer, settings.data_audience,
                                             leeway=settings.token_leeway,
@@ -155,7 +156,9 @@ class Gateway:
     def _build_api(self, issuer: str) -> FastAPI:
         api = FastAPI(title="ztgw", version=VERSION, docs_url=None, redoc_url=None,
                       openapi_url=None, default_response_class=ORJSONResponse)
-        api.include_router(build_router(self.oauth, self.keyring, issuer, self._emit))
+        identity_router = build_router(self.oauth, self.keyring, issuer, self._emit)
+        self.token_endpoint = identity_router.token_asgi  # type: ignore[attr-defined]
+        api.include_router(identity_router)
         api.include_router(self.identity_web.router())
 
         @api.get("/healthz", operation_id="healthz", tags=["health"])
@@ -233,6 +236,8 @@ class Gateway:
         raw = scope.get("raw_path") or scope["path"].encode()
         if raw.startswith(DATA_PLANE_ROOT) or self.data_plane.handles(raw):
             await self.data_plane(scope, receive, send_with_id)
+        elif raw == TOKEN_PATH:
+            await self.token_endpoint(scope, receive, send_with_id)
         else:
             await self.api(scope, receive, send_with_id)
 

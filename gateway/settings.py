@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     session_idle_timeout: int = Field(1800, ge=60, le=86400, description="SSO idle timeout, s")
     session_max_age: int = Field(8 * 3600, ge=300, le=30 * 86400,
                                  description="SSO absolute timeout, s")
+    access_token_alg: str = Field("ES256", pattern=r"^(ES256|RS256|SM2SM3|SM2)$",
+                                  description="JWS alg of access tokens (SM2 = SM2SM3)")
     refresh_token_ttl: int = Field(8 * 3600, ge=300, le=90 * 86400, description="seconds")
     password_iterations: int = Field(600_000, ge=100_000, le=10_000_000,
                                      description="PBKDF2-HMAC-SM3 iterations for new verifiers")

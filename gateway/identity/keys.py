@@ -88,6 +88,11 @@ class KeyRing:
         self._keys = keys
         self.keyset = KeySet(list(keys))
         self._public = {"keys": [_to_dict(k, private=False) for k in keys]}
+        self._signing: dict[str, SigningJWK] = {}
+        for k in keys:  # the newest key of each algorithm signs
+            cur = self._signing.get(str(k.alg))
+            if cur is None or int(k.get("iat", 0) or 0) >= int(cur.get("iat", 0) or 0):
+                self._signing[str(k.alg)] = k
 
     @classmethod
     def load_or_create(cls, keys_dir: Path, algs: tuple[str, ...] = DEFAULT_ALGS) -> KeyRing:
@@ -105,11 +110,10 @@ class KeyRing:
         return cls(keys)  # type: ignore[arg-type]
 
     def signing_key(self, alg: str) -> SigningJWK:
-        alg = canonical_alg(alg)
-        candidates = [k for k in self._keys if k.alg == alg]
-        if not candidates:
+        key = self._signing.get(canonical_alg(alg))
+        if key is None:
             raise KeyError(f"no signing key for {alg}")
-        return max(candidates, key=lambda k: int(k.get("iat", 0) or 0))
+        return key
 
     @property
     def algorithms(self) -> list[str]:

@@ -47,6 +47,7 @@ from .tokens import AccessTokenVerifier, TokenInvalid, TokenIssuer
 
 GRANT_TYPES_SUPPORTED = ("authorization_code", "refresh_token", "client_credentials")
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+CLIENT_CACHE_SECONDS = 1.0  # a disabled client or a new secret takes effect within this
 CODE_TTL = 60  # seconds; RFC 6749 §4.1.2 recommends at most 10 minutes, we need far less
 ID_TOKEN_TTL = 600
 SCOPES_SUPPORTED = ("openid", "profile", "offline_access", "data.read", "ztgw.audit.read")
@@ -420,6 +421,7 @@ class ZtgwAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.refresh_ttl = refresh_ttl
         self._on_token = on_token
         self._on_signal = on_signal
+        self._clients: dict[str, tuple[float, ClientRecord | None]] = {}
         self.register_token_generator("default", self._generate_token)
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(ZtgwCodeGrant, [S256Challenge(required=True), ZtgwOpenIDCode(self)])
@@ -514,7 +516,17 @@ class ZtgwAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         return token
 
     def query_client(self, client_id: str) -> OAuthClient | None:
-        record = self.directory.get_client(client_id) if client_id else None
+        if not client_id or len(client_id) > 128:
+            return None
+        now = time.monotonic()
+        hit = self._clients.get(client_id)
+        if hit is not None and hit[0] > now:
+            record = hit[1]
+        else:
+            record = self.directory.get_client(client_id)
+            if len(self._clients) > 10_000:
+                self._clients.clear()
+            self._clients[client_id] = (now + CLIENT_CACHE_SECONDS, record)
         if record is None or not record.enabled:
             return None
         return OAuthClient(record, self.hasher)
