@@ -191,12 +191,13 @@ class _Encoder:
 # ------------------------------------------------------------------ record framing
 
 # a string token may be cut by the chunk end: it then has no closing quote (see _complete)
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*(?P<close>")?|[\[\]{}]')
 _WS = b" \t\r\n"
 
 
-def _complete(tok: bytes) -> bool:
-    return len(tok) >= 2 and tok[-1] == 0x22
+def _complete(m: re.Match[bytes]) -> bool:
+    """A string token is complete when its closing quote matched (not an escaped one)."""
+    return m.group("close") is not None
 
 
 class _JsonFramer:
@@ -211,6 +212,7 @@ class _JsonFramer:
         self.scan = 0  # prefix: bytes of buf already tokenised
         self.depth = 0
         self.last_key = b""
+        self._resume: tuple[int, int] | None = None  # (scan position, depth) of a partial element
 
     def feed(self, data: bytes) -> bytes:
         self.buf += data
@@ -231,7 +233,7 @@ class _JsonFramer:
         for m in _TOKEN.finditer(bytes(self.buf), self.scan):
             tok = m.group()
             if tok[0] == 0x22:  # a string
-                if not _complete(tok):
+                if not _complete(m):
                     self.scan = m.start()  # continues in the next chunk
                     return
                 if self.depth == 1:
@@ -275,35 +277,44 @@ class _JsonFramer:
             n = len(buf)
             i = 0
 
-    @staticmethod
-    def _element_end(buf: bytearray, i: int) -> int | None:
+    def _element_end(self, buf: bytearray, i: int) -> int | None:
+        """End offset of the element starting at ``i``, or None if it is not complete yet.
+
+        An incomplete element's tokenizer state is kept, so a large record arriving in many
+        chunks is scanned once (linear), not once per chunk."""
         first = buf[i]
         if first not in b'{["':  # a bare number or literal ends at ',', ']' or space
             for k in range(i, len(buf)):
                 if buf[k] in b",]" or buf[k] in _WS:
                     return k
             return None
-        if first == 0x7B:  # '{': fast path — a flat object ends at its first '}'
-            j = buf.find(b"}", i)
-            if j < 0:
-                return None
-            try:
-                orjson.loads(bytes(buf[i:j + 1]))
-                return j + 1
-            except orjson.JSONDecodeError:
-                pass
-        depth = 0
-        for m in _TOKEN.finditer(buf, i):
+        if self._resume is None:
+            if first == 0x7B:  # '{': fast path — a flat object ends at its first '}'
+                j = buf.find(b"}", i)
+                if j >= 0:
+                    try:
+                        orjson.loads(bytes(buf[i:j + 1]))
+                        return j + 1
+                    except orjson.JSONDecodeError:
+                        pass
+            pos, depth = i, 0
+        else:
+            pos, depth = self._resume
+        for m in _TOKEN.finditer(buf, pos):
             tok = m.group()
             if tok[0] == 0x22:
-                if not _complete(tok):
+                if not _complete(m):
+                    self._resume = (m.start(), depth)
                     return None
                 if depth == 0:
+                    self._resume = None
                     return m.end()
                 continue
             depth += 1 if tok in (b"{", b"[") else -1
             if depth == 0:
+                self._resume = None
                 return m.end()
+        self._resume = (len(buf), depth)
         return None
 
     def close(self) -> bytes:

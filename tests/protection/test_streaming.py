@@ -102,6 +102,15 @@ def test_pipeline_whole_body_with_watermark(name: str) -> None:
     assert wm.trace(records, [plan.issue]).request_id == f"req-{name}"
 
 
+@pytest.mark.parametrize("step", range(1, 12))
+def test_escapes_cut_anywhere(step: int) -> None:
+    """Chunk ends inside escapes: ``"a\\"b"`` cut after the backslash-quote must not end the string."""
+    tricky = [{"q": 'a"b'}, {"q": "ab\\"}, {"q": '\\"\\', "uscc": "x"}, {"q": '}{"x\\', "b": [1, {"c": "]"}]}]
+    body = orjson.dumps({"x": tricky[0], "items": [{"n": t} for t in tricky] + tricky, "z": "items"})
+    out = _run(BodyStream(Pipeline(PLAN), "json"), body, list(range(0, len(body), step)))
+    assert orjson.loads(out) == orjson.loads(PLAN.json_body(body)[0])
+
+
 def test_tiny_chunks_json() -> None:
     _, body = BODIES["json-page"]
     out = _run(BodyStream(Pipeline(PLAN), "json"), body, list(range(0, len(body), 7)))
