@@ -30,7 +30,7 @@ from .checkpoint import CheckpointWriter, load_or_create_signing_key
 from .config import AuditSettings
 from .errors import AuditUnavailable, InvalidEvent
 from .events import ECS_VERSION, iso_now, needs_sanitize, new_event_id, sanitize
-from .shipping import JsonLinesSink, Shipper, Sink, StoreSink
+from .shipping import JsonLinesSink, Shipper, Sink, StoreSink, name_os_thread
 from .spool import Cursor, Spool
 from .store import AuditStore
 
@@ -166,6 +166,7 @@ class AuditLog:
 
     # --- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
+        name_os_thread("ztgw-audit")
         conf = self.config
         last_cp = last_sync = last_gc = time.monotonic()
         stop = False

@@ -193,6 +193,85 @@ def bench_search(n: int, queries: int, work: Path) -> dict[str, Any]:
     return out
 
 
+def _task_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per OS thread name of a process (utime + stime from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def bench_gateway(seconds: int, work: Path) -> dict[str, Any]:
+    """A real `ztgw serve` under wrk (2 threads, 32 connections, 核心 data): the share of the
+    gateway process's CPU spent in the audit threads (writer + store shipper)."""
+    import shutil
+    import socket
+    import subprocess
+    import urllib.request
+
+    if not shutil.which("wrk"):
+        return {"error": "wrk missing (apt-get install -y wrk)"}
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    up, gw = free_port(), free_port()
+    env = {**os.environ, "ZTGW_HOME": str(work / "gw-home")}
+    env.pop("ZTGW_CONFIG", None)
+    ztgw = [sys.executable, "-m", "ztgw.gateway"]
+    subprocess.run([*ztgw, "init"], env=env, check=True, capture_output=True)
+    seeded = subprocess.run([*ztgw, "demo", "seed", "--json", "--upstream-url", f"http://127.0.0.1:{up}"],
+                            env=env, check=True, capture_output=True, text=True)
+    procs = [subprocess.Popen([*ztgw, "demo", "upstream", "--port", str(up)], env=env),
+             subprocess.Popen([*ztgw, "serve", "--port", str(gw)], env=env)]
+    try:
+        for url in (f"http://127.0.0.1:{up}/healthz", f"http://127.0.0.1:{gw}/readyz"):
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(url, timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        secret = next(c["client_secret"] for c in orjson.loads(seeded.stdout)["clients"]
+                      if c["client_id"] == "demo-police")
+        import base64
+
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{gw}/oauth2/token", data=b"grant_type=client_credentials",
+            headers={"Authorization": "Basic " + base64.b64encode(f"demo-police:{secret}".encode()).decode(),
+                     "Content-Type": "application/x-www-form-urlencoded"})
+        token = orjson.loads(urllib.request.urlopen(req, timeout=10).read())["access_token"]
+        url = f"http://127.0.0.1:{gw}/api/population/persons?page=1&size=5"
+        before = _task_cpu(procs[1].pid)
+        out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "-H", f"Authorization: Bearer {token}",
+                              url], capture_output=True, text=True, check=True).stdout
+        after = _task_cpu(procs[1].pid)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(15)
+    requests = int(next(line.split()[0] for line in out.splitlines() if "requests in" in line))
+    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    total = sum(delta.values())
+    audit = sum(v for k, v in delta.items() if k.startswith("ztgw-audit"))
+    return {"seconds": seconds, "requests": requests, "requests_per_s": rps,
+            "gateway_cpu_s": round(total, 2), "audit_threads_cpu_s": round(audit, 2),
+            "audit_share_of_gateway_cpu": round(audit / total, 4) if total else None,
+            "gateway_cpu_us_per_request": round(total / requests * 1e6, 1),
+            "audit_cpu_us_per_request": round(audit / requests * 1e6, 1),
+            "threads": {k: round(v, 2) for k, v in delta.items() if v > 0}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
@@ -200,6 +279,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--skip-search", action="store_true")
     ap.add_argument("--skip-ingest", action="store_true", help="search only")
+    ap.add_argument("--gateway", type=int, default=0, metavar="SECONDS",
+                    help="also load a real gateway with wrk and measure the audit threads' CPU share")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     results: dict[str, Any] = {"threads": threading.active_count(), "cpus": os.cpu_count()}
@@ -212,6 +293,8 @@ def main() -> None:
             results["store"] = bench_spool(args.events, "always", ("store",), work)
         if not args.skip_search:
             results["search"] = bench_search(args.search_events, args.queries, work)
+        if args.gateway:
+            results["gateway"] = bench_gateway(args.gateway, work)
     if args.json:
         sys.stdout.write(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -224,6 +307,14 @@ def main() -> None:
         s = results["store"]
         print(f"spool+store (searchable)       {s['searchable_per_s']:>9,} events/s, "
               f"audit CPU {s['audit_cpu_us_per_event']} us/event")
+    if "gateway" in results:
+        g = results["gateway"]
+        if "error" in g:
+            print(f"gateway: {g['error']}")
+        else:
+            print(f"gateway under wrk ({g['seconds']} s, 核心 data): {g['requests_per_s']} req/s, "
+                  f"{g['gateway_cpu_us_per_request']} us CPU/request, of which audit threads "
+                  f"{g['audit_cpu_us_per_request']} us = {100 * g['audit_share_of_gateway_cpu']:.1f}%")
     if "search" in results:
         sr = results["search"]
         print(f"search over {sr['events']:,} events (fill {sr['fill_s']} s, {sr['db_mb']} MB):")
