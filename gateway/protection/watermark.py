@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from .detectors import classify
+from .detectors import is_cn_name, is_valid_cn_plate
 from .masking import records_of
 
 __all__ = [
@@ -251,8 +251,10 @@ def _text_slots(base: str) -> tuple[int, ...]:
 
 @lru_cache(maxsize=_PRF_CACHE)  # category values (民族, 行业, …) repeat in every page
 def _cjk_slots(base: str) -> tuple[int, ...]:
-    if classify(base) not in (None, "cn_address"):
-        return ()  # identifiers stay exactly valid
+    # identifiers stay exactly valid; a string with Chinese characters can only be a name,
+    # a plate or an address (allowed) — the others are ASCII-only
+    if is_cn_name(base) or (len(base) <= 9 and is_valid_cn_plate(base)):
+        return ()
     n = len(base)
     k = min(TEXT_SLOTS, n // MIN_TEXT)
     return tuple((i + 1) * n // (k + 1) for i in range(k))
