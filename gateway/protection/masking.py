@@ -120,7 +120,11 @@ class MaskPlan:
                 rec[name] = masker(rec[name])
                 touched.add(name)
         for label, parts, masker in self.paths:
-            if _apply_path(rec, parts, masker):
+            if len(parts) == 1 and parts[0] != "*" and type(rec.get(parts[0])) is not list:
+                if parts[0] in rec:  # a top-level key: the common case, no walk
+                    rec[parts[0]] = masker(rec[parts[0]])
+                    touched.add(label)
+            elif _apply_path(rec, parts, masker):
                 touched.add(label)
         if self.types:
             for key in list(rec):

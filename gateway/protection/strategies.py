@@ -10,7 +10,7 @@ pseudonym      consistent keyed pseudonym, HMAC-SM3 under the pseudonym key;
                ``format``: ``preserve`` (default: same shape, valid check characters) or
                ``hex`` (``p_`` + 16 hex digits)
 token          reversible format-preserving token, FF1 over SM4 (SP 800-38G); check
-               characters recomputed so the token passes validation; values with fewer
+               characters recomputed so the token passes validation; other values with fewer
                than 6 digits are redacted instead (FF1's minimum domain)
 generalize     ``to``: ``year`` / ``month`` (dates, ID numbers), ``band`` (numbers, ``width``),
                ``district`` / ``city`` / ``province`` (addresses, via the gazetteer)
@@ -35,6 +35,7 @@ from typing import Any
 
 from ztgw.crypto import sm3
 from ztgw.crypto.errors import MalformedInput
+from ztgw.crypto.ff1 import ALPHABET as _FF1_DIGITS
 from ztgw.crypto.ff1 import FF1
 
 from .detectors import _COMPOUND_SURNAMES, _PROVINCE_NAMES, classify
@@ -44,6 +45,7 @@ from .identifiers import (
     is_valid_cn_mobile,
     load_gazetteer,
     luhn_check_digit,
+    org_code_check_char,
     uscc_check_char,
 )
 from .keys import ProtectionKeys
@@ -167,7 +169,8 @@ def pseudonymize(key: bytes, text: str, kind: str | None) -> str:
         body = text[:6] + ks.digits(len(text) - 7)
         return body + luhn_check_digit(body)
     if kind == "cn_uscc":
-        body = text[:2] + text[2:8] + "".join(USCC_ALPHABET[ks.below(31)] for _ in range(9))
+        org = "".join(USCC_ALPHABET[ks.below(31)] for _ in range(8))
+        body = text[:8] + org + org_code_check_char(org)  # GB 11714 code inside stays valid
         return body + uscc_check_char(body)
     if kind == "cn_name":
         given = len(text) - (2 if text[:2] in _COMPOUND_SURNAMES else 1)
@@ -206,6 +209,7 @@ class Tokenizer:
 
     def __init__(self, key: bytes) -> None:
         self._ff1 = FF1(key, 10)
+        self._ff1_31 = FF1(key, 31)  # the USCC alphabet, as numerals 0..30
 
     def _split(self, text: str, kind: str | None) -> tuple[str, str, str]:
         """(kept prefix, encrypted part, check-character marker)."""
@@ -213,9 +217,18 @@ class Tokenizer:
             return text[:3], text[3:], ""  # the carrier block stays valid
         if kind == "bank_card" and len(text) >= 16:
             return text[:6], text[6:-1], "?"  # the IIN (issuing bank) stays
-        if kind == "cn_uscc" and len(text) == 18:
-            return text[:2], text[2:17], "?"
         return "", text, ""
+
+    def _uscc(self, text: str, *, encrypt: bool) -> str:
+        """Registration authority, category and region kept; the 8-character organisation-code
+        body encrypted over the 31-character USCC alphabet (FF1 radix 31); the GB 11714 and
+        GB 32100 check characters recomputed."""
+        numerals = "".join(_FF1_DIGITS[USCC_ALPHABET.index(c)] for c in text[8:16])
+        tweak = b"ztgw-token/cn_uscc"
+        out = (self._ff1_31.encrypt if encrypt else self._ff1_31.decrypt)(numerals, tweak)
+        org = "".join(USCC_ALPHABET[_FF1_DIGITS.index(c)] for c in out)
+        body = text[:8] + org + org_code_check_char(org)
+        return body + uscc_check_char(body)
 
     def _id_number(self, text: str, *, encrypt: bool) -> str:
         """Region code kept; (birth date, sequence) → another *valid* pair by FF1 with cycle
@@ -238,6 +251,8 @@ class Tokenizer:
     def _crypt(self, text: str, kind: str | None, *, encrypt: bool) -> str:
         if kind == "cn_id_number" and len(text) == 18 and text[:17].isdigit():
             return self._id_number(text, encrypt=encrypt)
+        if kind == "cn_uscc" and len(text) == 18 and all(c in USCC_ALPHABET for c in text):
+            return self._uscc(text, encrypt=encrypt)
         prefix, body, check = self._split(text, kind)
         if sum(c.isdigit() and c.isascii() for c in body) < 6:
             raise ValueError("fewer than 6 digits: FF1's domain is too small")
@@ -245,7 +260,7 @@ class Tokenizer:
         crypt = self._ff1.encrypt_digits if encrypt else self._ff1.decrypt_digits
         out = prefix + crypt(body, tweak)
         if check:
-            out += luhn_check_digit(out) if kind == "bank_card" else uscc_check_char(out)
+            out += luhn_check_digit(out)
         return out
 
     def tokenize(self, text: str, kind: str | None = None) -> str:
