@@ -34,6 +34,7 @@ from .http import JSONResponse as ORJSONResponse
 from .identity.authn import Authenticator
 from .identity.client_secrets import SecretHasher, load_or_create_pepper
 from .identity.directory import Directory
+from .identity.extensions import attach_login_extensions
 from .identity.http import build_router
 from .identity.keys import KeyRing
 from .identity.oauth import ZtgwAuthorizationServer
@@ -83,6 +84,12 @@ class Gateway:
         self.policy_runtime = PolicyRuntime(settings)  # load + verify; hot reload, shadow
         self.engine = self.policy_runtime.engine
         self.audit = AuditLog.from_settings(settings.audit_settings())
+        # issue 10: detection follows the audit store; blocklist for the data plane to consult
+        from ztgw.scanners.engine import build_service
+        from ztgw.scanners.response import Blocklist
+
+        self.detection, self.responses = build_service(settings, self._emit)
+        self.blocklist = Blocklist(self.responses)
         self.oauth = ZtgwAuthorizationServer(
             self.directory, self.hasher, self.issuer, store=self.oauth_store,
             verifier=self.verifier, refresh_ttl=settings.refresh_token_ttl,
@@ -94,6 +101,7 @@ class Gateway:
                                    iterations=settings.password_iterations)
         self.identity_web = IdentityWeb(self.oauth, self.sessions, self.authn, CsrfGuard(pepper),
                                         issuer, self._identity_event)
+        attach_login_extensions(self.identity_web, settings, pepper)
         protection_keys = ProtectionKeys.load_or_create(settings.keys_dir)
         self.data_plane = DataPlane(
             config=DataPlaneConfig(
@@ -247,6 +255,8 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     self.audit.start()
+                    if self.settings.detect_enabled:
+                        self.detection.start()
                     await self.policy_runtime.start(self._emit)
                     await self.data_plane.start()
                 except Exception as exc:
@@ -256,6 +266,7 @@ class Gateway:
             elif message["type"] == "lifespan.shutdown":
                 await self.policy_runtime.stop()
                 await self.data_plane.stop()
+                self.detection.stop()
                 self.audit.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -24,6 +24,7 @@ from ztgw.audit.checkpoint import load_or_create_signing_key
 from ztgw.audit.cli import app as audit_app
 from ztgw.audit.store import AuditStore
 from ztgw.gateway.dataplane.cli import apikeys_app
+from ztgw.scanners import cli as scanners_cli
 
 from .identity.cli import clients_app, sessions_app, users_app
 from .policy_runtime import policy_app
@@ -47,6 +48,39 @@ app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(scan_app, name="scan")
 app.add_typer(watermark_app, name="watermark")
 app.add_typer(policy_app, name="policy")
+# issue 10: detection alerts, drills, posture scans (ztgw.scanners)
+app.add_typer(scanners_cli.alerts_app, name="alerts")
+app.add_typer(scanners_cli.drill_app, name="drill")
+scan_app.command("ports")(scanners_cli.ports)
+scan_app.command("tls")(scanners_cli.tls)
+scan_app.command("passwords")(scanners_cli.passwords)
+scan_app.command("coverage")(scanners_cli.coverage)
+
+
+def _local_credentials(settings: Settings) -> list[Any]:
+    from ztgw.scanners.passwords import Credential
+
+    from .identity.directory import Directory
+
+    d = Directory.open(settings.db_path)
+    return ([Credential("user", u.username, u.password_hash, u.enabled) for u in d.list_users()]
+            + [Credential("client", c.client_id, c.secret_hash, c.enabled, c.public)
+               for c in d.list_clients()])
+
+
+def _catalogue_datasets(settings: Settings) -> list[Any]:
+    from ztgw.scanners.coverage import DatasetInfo
+
+    from .catalogue import Catalogue
+    from .identity.directory import Directory
+
+    return [DatasetInfo(d.dataset, d.route_prefix, d.owner_department,
+                        d.classification.label if d.fields else None, d.enabled)
+            for d in Catalogue(Directory.open(settings.db_path)).all()]
+
+
+scanners_cli.providers.credentials = _local_credentials
+scanners_cli.providers.datasets = _catalogue_datasets
 
 err = Console(stderr=True)
 

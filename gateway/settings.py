@@ -114,6 +114,19 @@ class Settings(BaseSettings):
     federation_client_secret: SecretStr | None = None
     federation_name: str = Field("province", description="short name of the upstream provider")
     federation_title: str = Field("省统一身份认证平台", description="shown on the login page")
+    # --- detection, response, scanners (issue 10; scanners/) -----------------------------
+    detect_enabled: bool = Field(True, description="run the detection engine over the audit trail")
+    detect_rules_dir: Path | None = Field(None, description="Sigma rules folder; default: the bundled rules")
+    detect_poll_interval: float = Field(0.5, gt=0, le=60, description="seconds between audit-store reads")
+    detect_dedup_window: float = Field(300.0, ge=0, le=86400, description="one alert per group per window, s")
+    detect_responses: bool = Field(False, description="take automatic responses (switch on for drills)")
+    detect_response_plan: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="rule id or category -> [{action, ttl, value}] overrides")
+    detect_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="overrides of ztgw.scanners.stateful.Thresholds fields")
+    detect_allowlist_ips: list[str] = Field(default_factory=list, description="never blocked automatically")
+    scan_allowed_hosts: list[str] = Field(
+        default_factory=list, description="hosts besides loopback that scans and drills may target")
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,304 @@
+"""The detection engine: Sigma rules and stateful detectors over the audit stream.
+
+:class:`DetectionEngine` is a plain object: ``process(events)`` returns the alerts raised
+(ECS documents, ``event.kind: alert``) and hands them to ``emit`` — in the gateway that is
+the audit log, so alerts are chained and shipped with everything else.  Alerts are grouped
+by (rule, group key) and de-duplicated for ``dedup_window`` seconds: a repeat only bumps
+the group's count, and the next alert after the window says how many it stood for.
+
+:class:`DetectionService` follows the embedded audit store (``AuditStore.after(seq)``) in a
+daemon thread, so detection never slows the audit writer, and takes the configured
+automatic responses (:mod:`.response`) when ``responses_enabled`` is on (drills).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ztgw.audit.events import ECS_VERSION, clean, iso_now, new_event_id
+from ztgw.audit.store import AuditStore
+
+from .response import ResponseBook
+from .sigma import CompiledRule, get_field, load_rules
+from .stateful import Detector, Finding, Thresholds, default_detectors, event_time
+
+Event = dict[str, Any]
+Emit = Callable[[Event], None]
+log = structlog.get_logger("ztgw.scanners")
+SKIP_DATASETS = frozenset({"ztgw.alert", "ztgw.response", "ztgw.audit"})
+MAX_GROUPS = 20_000
+
+# rule id (or category) → actions taken when responses are on; ttl in seconds
+DEFAULT_RESPONSES: dict[str, list[dict[str, Any]]] = {
+    "brute-force": [{"action": "lock-account", "ttl": 900}, {"action": "block-ip", "ttl": 900}],
+    "password-spraying": [{"action": "block-ip", "ttl": 1800}],
+    "credential-stuffing": [{"action": "block-ip", "ttl": 1800}],
+    "token-replay": [{"action": "revoke-token", "ttl": 3600},
+                     {"action": "raise-risk", "value": 60, "ttl": 3600}],
+    "enumeration": [{"action": "block-ip", "ttl": 600}, {"action": "raise-risk", "value": 30,
+                                                         "ttl": 1800}],
+    "exfiltration": [{"action": "raise-risk", "value": 80, "ttl": 3600},
+                     {"action": "lock-account", "ttl": 1800}],
+    "off-hours": [{"action": "raise-risk", "value": 40, "ttl": 3600}],
+    "injection": [{"action": "block-ip", "ttl": 900}],
+    "scanner": [{"action": "block-ip", "ttl": 900}],
+}
+
+
+@dataclass(slots=True)
+class DetectionSettings:
+    """Typed settings (the gateway builds them from ``ZTGW_DETECT_*``)."""
+
+    enabled: bool = True
+    state_path: Path = Path("var/detection/detection.db")
+    rules_dir: Path | None = None
+    poll_interval: float = 0.5
+    dedup_window: float = 300.0
+    responses_enabled: bool = False
+    responses: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: dict(DEFAULT_RESPONSES))
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    allowlist_ips: tuple[str, ...] = ()  # never blocked automatically (the drill's own host)
+
+
+def _sigma_category(rule: CompiledRule) -> str:
+    title = rule.title.lower()
+    if "scanner" in title or "tool" in title:
+        return "scanner"
+    if any(w in title for w in ("injection", "scripting", "traversal", "forgery")):
+        return "injection"
+    return "sigma"
+
+
+def build_alert(f: Finding, *, ts_iso: str | None = None, count: int = 1,
+                node: str | None = None) -> Event:
+    """An ECS alert: rule, severity, risk score, evidence event ids, group and count."""
+    alert: Event = {
+        "@timestamp": ts_iso or iso_now(), "ecs": {"version": ECS_VERSION},
+        "message": clean(f.message, 512),
+        "event": {"id": new_event_id(), "kind": "alert", "category": ["intrusion_detection"],
+                  "type": ["indicator"], "action": "alert", "dataset": "ztgw.alert",
+                  "module": "ztgw", "provider": "detection", "severity": f.severity,
+                  "risk_score": f.risk_score, "outcome": "unknown", "created": iso_now()},
+        "data_stream": {"type": "logs", "dataset": "ztgw.alert", "namespace": "default"},
+        "rule": {"id": clean(f.rule_id, 128), "name": clean(f.rule_name, 256),
+                 "category": f.category},
+        "ztgw": {"alert": {"group": clean(f"{f.rule_id}|{f.group}", 300), "count": count,
+                           "evidence": list(f.evidence), **f.extra}},
+    }
+    if f.source_ip:
+        alert["source"] = {"ip": f.source_ip}
+    if f.user:
+        alert["user"] = {"name": clean(f.user, 128)}
+    if node:
+        alert["service"] = {"name": "ztgw", "node": {"name": node}}
+    return alert
+
+
+class DetectionEngine:
+    def __init__(self, rules: list[CompiledRule] | None = None,
+                 detectors: list[Detector] | None = None, *, emit: Emit | None = None,
+                 settings: DetectionSettings | None = None,
+                 responses: ResponseBook | None = None) -> None:
+        self.settings = settings or DetectionSettings()
+        self.rules = load_rules([self.settings.rules_dir] if self.settings.rules_dir else None
+                                ) if rules is None else rules
+        self.detectors = detectors if detectors is not None else default_detectors(
+            self.settings.thresholds)
+        self.emit = emit or (lambda _a: None)
+        self.responses = responses
+        self._groups: OrderedDict[str, tuple[float, int]] = OrderedDict()  # last alert, count
+        self.seen = 0
+        self.raised = 0
+        self.suppressed = 0
+        self.errors = 0
+        # rules indexed by the dataset they read: an event meets only its own rules
+        self._by_dataset: dict[str | None, list[CompiledRule]] = {}
+        for r in self.rules:
+            self._by_dataset.setdefault(r.dataset, []).append(r)
+
+    def _sigma(self, ev: Event, ts: float, eid: str) -> Iterable[Finding]:
+        ds = ev.get("event", {}).get("dataset")
+        for rule in self._by_dataset.get(ds, ()) + self._by_dataset.get(None, []):
+            if rule.matcher(ev):
+                who = get_field(ev, rule.group_by)
+                group = str(who) if isinstance(who, str | int) else eid
+                yield Finding(rule.id, rule.title, rule.severity, rule.risk_score, group,
+                              f"{rule.title}: {clean(str(get_field(ev, 'url.path')), 200)}"
+                              if ev.get("url") else rule.title, (eid,),
+                              source_ip=ev.get("source", {}).get("ip"),
+                              user=ev.get("user", {}).get("name"),
+                              category=_sigma_category(rule))
+
+    def process(self, events: Iterable[Event]) -> list[Event]:
+        alerts: list[Event] = []
+        for ev in events:
+            meta = ev.get("event")
+            if not isinstance(meta, dict) or meta.get("kind") == "alert" or \
+                    meta.get("dataset") in SKIP_DATASETS:
+                continue
+            self.seen += 1
+            ts = event_time(ev)
+            eid = str(meta.get("id") or ev.get("http", {}).get("request", {}).get("id") or "")
+            try:
+                findings = list(self._sigma(ev, ts, eid))
+                for det in self.detectors:
+                    findings.extend(det.observe(ev, ts, eid))
+            except Exception as exc:  # one bad event must not stop detection
+                self.errors += 1
+                log.warning("detection failed on an event", error=str(exc))
+                continue
+            for f in findings:
+                alert = self._raise(f, ts, ev.get("@timestamp"))
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
+
+    def _raise(self, f: Finding, ts: float, ts_iso: Any) -> Event | None:
+        key = f"{f.rule_id}|{f.group}"
+        last = self._groups.get(key)
+        if last is not None and ts - last[0] < self.settings.dedup_window:
+            self._groups[key] = (last[0], last[1] + 1)
+            self.suppressed += 1
+            return None
+        count = last[1] if last else 1  # this alert plus the repeats suppressed before it
+        self._groups[key] = (ts, 1)
+        self._groups.move_to_end(key)
+        if len(self._groups) > MAX_GROUPS:
+            self._groups.popitem(last=False)
+        alert = build_alert(f, count=count)
+        alert["ztgw"]["alert"]["first_event_time"] = ts_iso if isinstance(ts_iso, str) else None
+        self.raised += 1
+        if self.settings.responses_enabled and self.responses is not None:
+            alert["ztgw"]["alert"]["responses"] = self._respond(f, alert["event"]["id"])
+        self.emit(alert)
+        return alert
+
+    def _respond(self, f: Finding, alert_id: str) -> list[dict[str, Any]]:
+        assert self.responses is not None
+        plan = self.settings.responses.get(f.rule_id) or self.settings.responses.get(f.category, [])
+        taken: list[dict[str, Any]] = []
+        for step in plan:
+            kind, ttl = step.get("action"), float(step.get("ttl", 900))
+            target = {"block-ip": f.source_ip, "lock-account": f.user,
+                      "raise-risk": f.user or f.source_ip,
+                      "revoke-token": f.group[6:] if f.group.startswith("token:") else None,
+                      }.get(str(kind))
+            if not target or (kind == "block-ip" and target in self.settings.allowlist_ips):
+                continue
+            if kind == "lock-account" and target.startswith("client:"):
+                continue
+            try:
+                a = self.responses.take(str(kind), target, ttl, value=float(step.get("value", 0)),
+                                        reason=f.message, rule_id=f.rule_id, alert_id=alert_id)
+            except Exception as exc:
+                log.warning("response action failed", action=kind, error=str(exc))
+                continue
+            taken.append({"id": a.id, "action": a.kind, "target": a.target, "expires": a.expires})
+        return taken
+
+
+class DetectionService:
+    """Follows the embedded audit store and runs the engine, in one daemon thread."""
+
+    def __init__(self, store_path: Path, engine: DetectionEngine, *,
+                 poll_interval: float = 0.5) -> None:
+        self.store_path = store_path
+        self.engine = engine
+        self.poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.seq = 0
+        self.lag = 0
+
+    def start(self, from_start: bool = False) -> None:
+        if self._thread is not None:
+            return
+        store = AuditStore(self.store_path)
+        try:
+            self.seq = 0 if from_start else store.last_seq()
+        finally:
+            store.close()
+        self._thread = threading.Thread(target=self._run, name="ztgw-detection", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        store = AuditStore(self.store_path)
+        book = self.engine.responses
+        try:
+            while not self._stop.is_set():
+                try:
+                    batch = store.after(self.seq, 2000)
+                except Exception as exc:  # the store may be busy; try again next round
+                    log.warning("detection could not read the audit store", error=str(exc))
+                    batch = []
+                if batch:
+                    self.seq = batch[-1][0]
+                    self.engine.process(doc for _, doc in batch)
+                if book is not None:
+                    try:
+                        book.audit_undone()
+                    except Exception as exc:
+                        log.warning("response book unavailable", error=str(exc))
+                if len(batch) < 2000:
+                    self._stop.wait(self.poll_interval)
+        finally:
+            store.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def status(self) -> dict[str, Any]:
+        e = self.engine
+        return {"seq": self.seq, "events": e.seen, "alerts": e.raised, "suppressed": e.suppressed,
+                "errors": e.errors, "rules": len(e.rules), "detectors": len(e.detectors),
+                "responses_enabled": e.settings.responses_enabled,
+                "alive": self._thread is not None and self._thread.is_alive(), "at": time.time()}
+
+
+def settings_from(conf: Any) -> DetectionSettings:
+    """:class:`DetectionSettings` from the gateway's settings object (``detect_*`` fields)."""
+    import dataclasses
+
+    from .errors import BadInput
+
+    overrides = dict(getattr(conf, "detect_thresholds", {}) or {})
+    known = {f.name: f.type for f in dataclasses.fields(Thresholds)}
+    unknown = set(overrides) - set(known)
+    if unknown:
+        raise BadInput(f"unknown detection thresholds: {sorted(unknown)}")
+    base = Thresholds()
+    typed = {k: type(getattr(base, k))(v) for k, v in overrides.items()
+             if not isinstance(getattr(base, k), tuple)}
+    plan = dict(DEFAULT_RESPONSES)
+    plan.update(getattr(conf, "detect_response_plan", {}) or {})
+    return DetectionSettings(
+        enabled=bool(getattr(conf, "detect_enabled", True)),
+        state_path=Path(conf.home) / "detection" / "detection.db",
+        rules_dir=getattr(conf, "detect_rules_dir", None),
+        poll_interval=float(getattr(conf, "detect_poll_interval", 0.5)),
+        dedup_window=float(getattr(conf, "detect_dedup_window", 300.0)),
+        responses_enabled=bool(getattr(conf, "detect_responses", False)),
+        responses=plan,
+        thresholds=dataclasses.replace(base, **typed),
+        allowlist_ips=tuple(getattr(conf, "detect_allowlist_ips", ()) or ()),
+    )
+
+
+def build_service(conf: Any, emit: Emit) -> tuple[DetectionService, ResponseBook]:
+    """The gateway's detection: engine + response book + store follower, from settings."""
+    ds = settings_from(conf)
+    book = ResponseBook(ds.state_path, emit)
+    engine = DetectionEngine(settings=ds, emit=emit, responses=book)
+    return DetectionService(conf.audit_settings().db_path, engine,
+                            poll_interval=ds.poll_interval), book

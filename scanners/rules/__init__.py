@@ -1,0 +1,1 @@
+"""Sigma rules (YAML, package data) over ztgw's ECS audit events; see docs/detection.md."""

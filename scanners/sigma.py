@@ -1,0 +1,262 @@
+"""Sigma rules over ztgw's ECS audit events: evaluated in-process, converted for Kibana.
+
+pySigma parses each rule and resolves its ``condition`` into a tree of AND/OR/NOT over
+``field = value`` leaves; :func:`compile_rule` turns that tree into one Python closure over
+an event dict, so the in-process engine and Elasticsearch (via pySigma's Lucene backend,
+:func:`to_elasticsearch`) read the very same rule text.
+
+Matching follows the Sigma specification: strings compare case-insensitively, ``*``/``?``
+are wildcards, ``|re`` is a regular expression (``|re|i`` case-insensitive), numbers compare
+exactly, ``null`` matches a missing field, and a list-valued ECS field matches when any of
+its elements does.  Rules live in ``scanners/rules/*.yaml``, ``logsource: {product: ztgw,
+service: access|auth|iam}`` selects the ``event.dataset`` they read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sigma.collection import SigmaCollection
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+from sigma.types import (
+    SigmaBool,
+    SigmaCIDRExpression,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+    SpecialChars,
+)
+
+from .errors import RuleError
+
+Event = dict[str, Any]
+Matcher = Callable[[Event], bool]
+
+# Sigma levels → ECS event.severity (1–4 scale kept by ztgw) and a risk score
+LEVELS: dict[str, tuple[int, float]] = {
+    "informational": (1, 10.0), "low": (1, 21.0), "medium": (2, 47.0),
+    "high": (3, 73.0), "critical": (4, 99.0),
+}
+# logsource service → the event.dataset the rule reads (a rule without one reads every event)
+SERVICES: dict[str, str] = {
+    "access": "ztgw.access", "auth": "ztgw.auth", "iam": "ztgw.iam", "admin": "ztgw.admin",
+}
+_MISSING = object()
+
+
+def get_field(event: Event, dotted: str) -> Any:
+    """ECS dotted field from nested objects (``url.path``), or from a flat key."""
+    if dotted in event:
+        return event[dotted]
+    cur: Any = event
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return _MISSING
+        cur = cur[part]
+    return cur
+
+
+def _string_matcher(value: SigmaString) -> Callable[[str], bool]:
+    """Case-insensitive comparison of one Sigma string (with wildcards) to a text value."""
+    parts = value.s
+    plain = [p for p in parts if isinstance(p, str)]
+    specials = [p for p in parts if not isinstance(p, str)]
+    text = "".join(plain).casefold()
+    if not specials:
+        return lambda v: v.casefold() == text
+    if all(p is SpecialChars.WILDCARD_MULTI for p in specials) and len(plain) == 1:
+        lead = parts[0] is SpecialChars.WILDCARD_MULTI
+        trail = parts[-1] is SpecialChars.WILDCARD_MULTI
+        if lead and trail and len(parts) == 3:
+            return lambda v: text in v.casefold()
+        if lead and len(parts) == 2:
+            return lambda v: v.casefold().endswith(text)
+        if trail and len(parts) == 2:
+            return lambda v: v.casefold().startswith(text)
+    pattern = "".join(
+        re.escape(p) if isinstance(p, str)
+        else ".*" if p is SpecialChars.WILDCARD_MULTI else "."
+        for p in parts)
+    rx = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    return lambda v: rx.fullmatch(v) is not None
+
+
+def _value_matcher(value: Any) -> Callable[[Any], bool]:
+    """One Sigma value against one (scalar) event value."""
+    if isinstance(value, SigmaString):
+        match = _string_matcher(value)
+        return lambda v: isinstance(v, str | int | float) and not isinstance(v, bool) and match(str(v))
+    if isinstance(value, SigmaRegularExpression):
+        flags = 0
+        for flag in value.flags:
+            flags |= value.sigma_to_python_flags[flag]
+        rx = re.compile(str(value.regexp), flags)
+        return lambda v: isinstance(v, str | int | float) and rx.search(str(v)) is not None
+    if isinstance(value, SigmaBool):
+        b = value.boolean
+        return lambda v: v is b
+    if isinstance(value, SigmaNumber):
+        n = value.number
+        return lambda v: (isinstance(v, int | float) and not isinstance(v, bool) and v == n) or (
+            isinstance(v, str) and v == str(n))
+    if isinstance(value, SigmaCIDRExpression):
+        import ipaddress
+
+        net = ipaddress.ip_network(value.cidr, strict=False)
+
+        def in_net(v: Any) -> bool:
+            try:
+                return isinstance(v, str) and ipaddress.ip_address(v) in net
+            except ValueError:
+                return False
+        return in_net
+    raise RuleError(f"unsupported Sigma value type {type(value).__name__}")
+
+
+def _leaf(node: ConditionFieldEqualsValueExpression) -> Matcher:
+    fname = node.field
+    if isinstance(node.value, SigmaNull):
+        return lambda ev: get_field(ev, fname) in (_MISSING, None)
+    match = _value_matcher(node.value)
+
+    def leaf(ev: Event) -> bool:
+        v = get_field(ev, fname)
+        if v is _MISSING or v is None:
+            return False
+        if isinstance(v, list):
+            return any(match(x) for x in v)
+        return match(v)
+    return leaf
+
+
+def _keyword(node: ConditionValueExpression) -> Matcher:
+    """A field-less Sigma value: searched in the event's message and URL path."""
+    match = _value_matcher(node.value)
+    return lambda ev: any(
+        (v := get_field(ev, f)) is not _MISSING and v is not None and match(v)
+        for f in ("message", "url.path", "url.original", "user_agent.original"))
+
+
+def _compile(node: Any) -> Matcher:
+    if isinstance(node, ConditionAND):
+        subs = [_compile(a) for a in node.args]
+        return lambda ev: all(s(ev) for s in subs)
+    if isinstance(node, ConditionOR):
+        subs = [_compile(a) for a in node.args]
+        return lambda ev: any(s(ev) for s in subs)
+    if isinstance(node, ConditionNOT):
+        sub = _compile(node.args[0])
+        return lambda ev: not sub(ev)
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _leaf(node)
+    if isinstance(node, ConditionValueExpression):
+        return _keyword(node)
+    raise RuleError(f"unsupported Sigma condition element {type(node).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A Sigma rule ready to run: identity and metadata for alerts, one matcher."""
+
+    id: str
+    title: str
+    level: str
+    severity: int
+    risk_score: float
+    dataset: str | None
+    tags: tuple[str, ...]
+    description: str
+    matcher: Matcher = field(repr=False)
+    group_by: str = "source.ip"
+
+    def matches(self, event: Event) -> bool:
+        ds = self.dataset
+        if ds is not None:
+            ev = event.get("event")
+            if not isinstance(ev, dict) or ev.get("dataset") != ds:
+                return False
+        return self.matcher(event)
+
+
+def compile_rule(rule: SigmaRule) -> CompiledRule:
+    try:
+        trees = [c.parse() for c in rule.detection.parsed_condition]
+    except SigmaError as exc:
+        raise RuleError(f"rule {rule.title!r}: {exc}") from exc
+    subs = [_compile(t) for t in trees]
+    matcher: Matcher = subs[0] if len(subs) == 1 else (lambda ev: any(s(ev) for s in subs))
+    level = rule.level.name.lower() if rule.level is not None else "medium"
+    severity, risk = LEVELS.get(level, (2, 47.0))
+    service = rule.logsource.service
+    group_by = str(rule.custom_attributes.get("ztgw_group_by", "source.ip"))
+    return CompiledRule(
+        id=str(rule.id) if rule.id else rule.title, title=rule.title, level=level,
+        severity=severity, risk_score=risk,
+        dataset=SERVICES.get(service, f"ztgw.{service}") if service else None,
+        tags=tuple(str(t) for t in rule.tags), description=rule.description or "",
+        matcher=matcher, group_by=group_by,
+    )
+
+
+def load_collection(paths: Iterable[Path] | None = None) -> SigmaCollection:
+    """The bundled rules (``scanners/rules``) or the given YAML files/folders."""
+    texts: list[str] = []
+    if paths is None:
+        pkg = resources.files("ztgw.scanners.rules")
+        texts = [p.read_text(encoding="utf-8") for p in sorted(pkg.iterdir(), key=lambda p: p.name)
+                 if p.name.endswith((".yaml", ".yml"))]
+    else:
+        for p in paths:
+            files = sorted(p.glob("*.y*ml")) if p.is_dir() else [p]
+            texts += [f.read_text(encoding="utf-8") for f in files]
+    try:
+        return SigmaCollection.merge([SigmaCollection.from_yaml(t) for t in texts])
+    except SigmaError as exc:
+        raise RuleError(f"invalid Sigma rule: {exc}") from exc
+
+
+def load_rules(paths: Iterable[Path] | None = None) -> list[CompiledRule]:
+    return [compile_rule(r) for r in load_collection(paths).rules if isinstance(r, SigmaRule)]
+
+
+def _pipeline() -> Any:
+    """ztgw's logsources → ``event.dataset`` conditions (the fields are ECS already)."""
+    from sigma.processing.conditions import LogsourceCondition
+    from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+    from sigma.processing.transformations import AddConditionTransformation
+
+    return ProcessingPipeline(name="ztgw ECS audit events", priority=20, items=[
+        ProcessingItem(
+            identifier=f"ztgw_{service}",
+            transformation=AddConditionTransformation({"event.dataset": dataset}),
+            rule_conditions=[LogsourceCondition(product="ztgw", service=service)],
+        )
+        for service, dataset in SERVICES.items()
+    ])
+
+
+def to_elasticsearch(collection: SigmaCollection | None = None, output: str = "default"
+                     ) -> list[Any]:
+    """The rules as Elasticsearch queries (Lucene by default; ``dsl_lucene``, ``kibana_ndjson``,
+    ``siem_rule`` … are pySigma's other output formats)."""
+    from sigma.backends.elasticsearch import LuceneBackend
+
+    backend = LuceneBackend(processing_pipeline=_pipeline())
+    try:
+        return list(backend.convert(collection or load_collection(), output))
+    except SigmaError as exc:
+        raise RuleError(f"conversion failed: {exc}") from exc
