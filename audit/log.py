@@ -38,6 +38,7 @@ MAX_QUEUE = 50_000  # events waiting for the writer; beyond this the trail is "u
 MAX_BATCH = 4_000  # events written (and synced) together
 URGENT = frozenset({"重要", "核心"})  # classifications whose responses wait for the event
 GC_EVERY = 1.0  # seconds between spool clean-ups
+MAX_EVENT_BYTES = 256 * 1024  # an event is a record of a decision, not a payload
 
 Listener = Callable[[list[dict[str, Any]]], None]
 log = structlog.get_logger("ztgw.audit")
@@ -230,15 +231,17 @@ class AuditLog:
                     doc = sanitize(doc)
                     doc.setdefault("ztgw", {})
                     body = canonical(doc)
-                prev = seal(doc, seq + 1, prev, body)
+                if len(body) > MAX_EVENT_BYTES:
+                    raise TypeError(f"the event is larger than {MAX_EVENT_BYTES} bytes")
+                value = seal(doc, seq + 1, prev, body)
                 line = orjson.dumps(doc) + b"\n"
             except (TypeError, KeyError, orjson.JSONEncodeError) as exc:
                 if fut is not None:
                     fut.set_exception(InvalidEvent(f"the event cannot be serialised: {exc}"))
                 continue
-            seq += 1
+            seq, prev = seq + 1, value
             lines.append(line)
-            leaves.append(prev)
+            leaves.append(value)
             docs.append(doc)
         try:
             self.spool.append(b"".join(lines), seq)

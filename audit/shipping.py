@@ -130,6 +130,7 @@ class Shipper:
         self._drain = False
         self.shipped = 0
         self.failures = 0
+        self.corrupt = 0
         self.last_error: str | None = None
         self.caught_up = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ztgw-audit-{sink.name}",
@@ -159,7 +160,16 @@ class Shipper:
                 self.wake.wait(IDLE_WAIT)
                 continue
             self.caught_up.clear()
-            docs = [orjson.loads(line) for line in lines]
+            docs, good = [], []
+            for line in lines:
+                try:
+                    docs.append(orjson.loads(line))
+                    good.append(line)
+                except orjson.JSONDecodeError:  # damaged on disk: verify will name the gap
+                    self.corrupt += 1
+                    log.error("unreadable audit spool line skipped", sink=self.sink.name,
+                              segment=self.cursor.segment)
+            lines = good
             try:
                 if isinstance(self.sink, StoreSink):
                     self.sink.send_lines(docs, lines)  # the spool's JSON is stored as is

@@ -233,3 +233,38 @@ def test_one_writer_per_spool(conf: AuditSettings) -> None:
     second.start()
     second.emit(make_event("r")).result(timeout=10)
     second.close()
+
+
+def test_oversized_event_is_refused_and_the_chain_goes_on(conf: AuditSettings) -> None:
+    log = AuditLog.from_settings(conf)
+    log.start()
+    big = make_event("big")
+    big["labels"] = {f"k{i}": "v" * 1000 for i in range(400)}
+    with pytest.raises(AuditUnavailable):
+        log.emit(big).result(timeout=10)
+    log.emit(make_event("next")).result(timeout=10)
+    assert log.healthy
+    log.close()
+    check(conf)
+
+
+def test_a_damaged_spool_line_does_not_stop_shipping(conf: AuditSettings) -> None:
+    log = AuditLog.from_settings(with_(conf, sinks=()))
+    log.start()
+    for f in [log.emit(make_event(f"r{i}")) for i in range(5)]:
+        f.result(timeout=10)
+    log.close()
+    seg = sorted(conf.effective_spool_dir.glob("seg-*.ndjson"))[-1]
+    lines = seg.read_bytes().splitlines(keepends=True)
+    lines[2] = b"#" * (len(lines[2]) - 1) + b"\n"  # bit rot in the middle of the spool
+    seg.write_bytes(b"".join(lines))
+    log = AuditLog.from_settings(conf)
+    log.start()
+    assert log.flush(10)
+    assert log.shippers[0].corrupt == 1
+    log.close()
+    store = AuditStore(conf.db_path)
+    assert store.count() == 4
+    report = verify(store, conf.effective_checkpoint_path,
+                    conf.effective_keys_dir / PUBLIC_KEY_FILE, [])
+    assert report.first_bad_position == 3 and {f.kind for f in report.findings} == {"missing"}
