@@ -40,7 +40,8 @@ CREATE INDEX IF NOT EXISTS events_client ON events(client_id, ts);
 CREATE INDEX IF NOT EXISTS events_ip ON events(source_ip, ts);
 CREATE INDEX IF NOT EXISTS events_data ON events(data_dataset, ts);
 CREATE INDEX IF NOT EXISTS events_decision ON events(decision, ts);
-CREATE INDEX IF NOT EXISTS events_action ON events(action, ts);
+CREATE INDEX IF NOT EXISTS events_client_decision ON events(client_id, decision, ts);
+CREATE INDEX IF NOT EXISTS events_user_decision ON events(user_name, decision, ts);
 CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 """
 
