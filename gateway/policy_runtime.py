@@ -353,8 +353,10 @@ def _directory(settings: Settings) -> Any:
 def subject_from_directory(settings: Settings, ref: str) -> Subject | None:
     """``client:ID`` or ``user:NAME`` with its directory attributes (None when unknown)."""
     directory = _directory(settings)
-    if directory is None:
-        return None
+    return None if directory is None else _subject(directory, ref)
+
+
+def _subject(directory: Any, ref: str) -> Subject | None:
     kind, _, name = ref.partition(":")
     if kind == "client":
         c = directory.get_client(name)
@@ -384,6 +386,15 @@ def catalogue_resources(settings: Settings) -> list[Resource]:
             for d in Catalogue(directory).all()]
 
 
+def directory_principals(settings: Settings) -> list[Subject]:
+    directory = _directory(settings)
+    if directory is None:
+        return []
+    out = [_subject(directory, f"client:{c.client_id}") for c in directory.list_clients() if c.enabled]
+    out += [_subject(directory, f"user:{u.username}") for u in directory.list_users() if u.enabled]
+    return [s for s in out if s is not None]
+
+
 def resource_from_catalogue(settings: Settings, dataset: str) -> Resource | None:
     return next((r for r in catalogue_resources(settings) if r.dataset == dataset), None)
 
@@ -394,6 +405,7 @@ policy_app = build_app(Hooks(
     subject=subject_from_directory,
     resource=resource_from_catalogue,
     datasets=catalogue_resources,
+    principals=directory_principals,
 ))
 
 

@@ -37,6 +37,7 @@ class Hooks:
     subject: Callable[[Any, str], Subject | None] | None = None
     resource: Callable[[Any, str], Resource | None] | None = None
     datasets: Callable[[Any], list[Resource]] | None = None
+    principals: Callable[[Any], list[Subject]] | None = None
 
 
 def _print_json(doc: Any) -> None:
@@ -189,15 +190,23 @@ def build_app(hooks: Hooks | None = None) -> typer.Typer:
                 action: Annotated[str, typer.Option()] = "read",
                 bundle: Annotated[Path | None, typer.Option()] = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """The subjects (and role members) that may act on a dataset, with conditions."""
-        entries = compiled(ctx, bundle).subjects_for(dataset, action)
+        """The subjects (and role members) that may act on a dataset, with conditions; with a
+        directory, also the known applications and users it covers."""
+        p = compiled(ctx, bundle)
+        entries = p.subjects_for(dataset, action)
+        known = p.principals_for(dataset, action, hooks.principals(ctx.obj)) if hooks.principals else []
         if as_json:
-            _print_json({"dataset": dataset, "action": action, "grants": entries})
+            _print_json({"dataset": dataset, "action": action, "grants": entries,
+                         "principals": known})
             return
         for e in entries:
             via = f" (members: {', '.join(e['via_members'])})" if e["via_members"] else ""
             cond = f" when {'; '.join(e['conditions'])}" if e["conditions"] else ""
             typer.echo(f"{e['subject']}{via} by {e['rule_id']}{cond}")
+        for k in known:
+            cond = f" when {'; '.join(k['conditions'])}" if k["conditions"] else ""
+            veto = f" unless {', '.join(k['unless_denied_by'])}" if k["unless_denied_by"] else ""
+            typer.echo(f"  directory: {k['subject']} by {k['rule_id']}{cond}{veto}")
 
     @app.command("what-can")
     def what_can(ctx: typer.Context,

@@ -386,6 +386,29 @@ class CompiledPolicy:
                             "unless_denied_by": denies})
         return out
 
+    def principals_for(self, dataset: str, action: str, principals: Iterable[Subject]
+                       ) -> list[dict[str, Any]]:
+        """Which of these known principals (e.g. the directory's) may act on the dataset: the
+        first allow rule whose subjects match each, its conditions (evaluated per request), and
+        the deny rules that match it (unconditional ones exclude it)."""
+        canon = canonical_dataset(dataset)
+        if canon is None:
+            return []
+        out = []
+        for p in principals:
+            cands = self.candidates(self.subject_keys(p), canon, action)
+            allows = [c for c in cands if not c.deny]
+            if not allows:
+                continue
+            denies = [c for c in cands if c.deny]
+            if any(not c.rule.conditions for c in denies):
+                continue
+            out.append({"subject": p.id, "rule_id": allows[0].rule.id,
+                        "conditions": [k.describe for k in allows[0].rule.conditions],
+                        "other_rules": [c.rule.id for c in allows[1:]],
+                        "unless_denied_by": [c.rule.id for c in denies]})
+        return out
+
     def _members(self, role: str) -> set[str]:
         out: set[str] = set()
         frontier = [role]

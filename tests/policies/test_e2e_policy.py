@@ -172,3 +172,17 @@ def test_signed_bundles_required(gw: RunningGateway, tmp_path: Path) -> None:
     finally:
         p.terminate()
         p.wait(15)
+
+
+def test_queries_use_the_directory_and_catalogue(gw: RunningGateway) -> None:
+    doc = gw.cli_json("policy", "who-can", "population.persons", "--json")
+    known = {p["subject"] for p in doc["principals"]}
+    assert {"client:demo-analytics", "client:demo-police"} <= known
+    assert "client:demo-denied" not in known and "client:demo-hrss" not in known
+    ex = gw.cli_json("policy", "explain", "--subject", "client:demo-hrss", "--resource",
+                     "social-security.contributions", "--json")
+    assert ex["known_subject"] and ex["decision"]["rule_id"] == "social-security-read"
+    masked = ex["decision"]["obligations"][0]["fields"]
+    assert set(masked) == {"bank_card", "id_number"}
+    what = gw.cli_json("policy", "what-can", "--subject", "client:demo-police", "--json")
+    assert {d["dataset"] for d in what["datasets"]} == {"population.persons", "enterprise.companies"}

@@ -411,3 +411,12 @@ def test_differs_compares_effect_rule_and_obligations() -> None:
     assert differs(a, Decision("allow", "x", "r1"))
     assert differs(a, Decision("deny", "x"))
     assert not differs(Decision("deny", "a", "d1"), Decision("deny", "b", "d2"))
+
+
+def test_principals_for_excludes_unconditionally_denied() -> None:
+    p = policy(allow("a"), deny("d", subjects=["role:bad"]),
+               deny("z", subjects=["role:r"], when={"zones": ["internet"]}))
+    people = [sub("ok"), sub("bad", roles=("r", "bad")), sub("none", roles=("x",))]
+    got = p.principals_for("population.persons", "read", people)
+    assert [g["subject"] for g in got] == ["client:ok"]
+    assert got[0]["unless_denied_by"] == ["z"]
