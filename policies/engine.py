@@ -145,6 +145,7 @@ class CompiledPolicy:
         self._keys: dict[tuple[Any, ...], frozenset[str]] = {}
         self._candidates: dict[tuple[Any, ...], tuple[CompiledRule, ...]] = {}
         self._plans: dict[tuple[Any, ...], tuple[tuple[CompiledRule, ...], Decision]] = {}
+        self._defaults: dict[tuple[str, str], Decision] = {}
         self._allow_decisions: dict[tuple[int, ...], Decision] = {}
         self._deny_decisions = {
             c.index: Decision(effect="deny", reason=f"denied by rule {c.rule.id}",
@@ -256,11 +257,15 @@ class CompiledPolicy:
             plan: tuple[tuple[CompiledRule, ...], Decision] = (
                 (), self._deny(f"{raw!r} is not a dataset id (denied)"))
         else:
-            plan = (self.candidates(self.subject_keys(subject), dataset, action),
-                    self._deny(f"no rule allows {action} on {dataset} (default deny)"))
+            default = self._defaults.get((dataset, action))
+            if default is None:  # shared by every subject: one object per dataset and action
+                default = self._deny(f"no rule allows {action} on {dataset} (default deny)")
+                self._defaults[(dataset, action)] = default
+            plan = (self.candidates(self.subject_keys(subject), dataset, action), default)
         with self._lock:
             if len(self._plans) >= MAX_CACHE:
                 self._plans.clear()
+                self._defaults.clear()
             self._plans[memo] = plan
         return plan
 

@@ -420,3 +420,20 @@ def test_principals_for_excludes_unconditionally_denied() -> None:
     got = p.principals_for("population.persons", "read", people)
     assert [g["subject"] for g in got] == ["client:ok"]
     assert got[0]["unless_denied_by"] == ["z"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=bundles(), req=requests, data=st.data())
+def test_decisions_do_not_depend_on_the_spelling_of_the_dataset(doc: dict[str, Any], req: Any,
+                                                                 data: st.DataObject) -> None:
+    roles, dept, clr, ds, cls, act, zone, risk, hour = req
+    s = sub(roles=tuple(sorted(roles)), dept=dept, clearance=clr)
+    e = env(zone=zone, risk_score=risk, time=datetime(2026, 11, 20, hour, 0, tzinfo=UTC))
+    p = CompiledPolicy(parse_bundle(doc))
+    spelled = "".join(
+        data.draw(st.sampled_from([ch, ch.upper(), chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch]))
+        for ch in ds) + data.draw(st.sampled_from(["", "/", "//", "."]))
+    base = p.decide(s, res(ds=ds, cls=cls), act, e)
+    other = p.decide(s, res(ds=spelled, cls=cls), act, e)
+    assert (other.effect, other.rule_id, other.matched_rules) == (base.effect, base.rule_id,
+                                                                  base.matched_rules), spelled
