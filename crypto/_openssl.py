@@ -3,9 +3,10 @@
 Why this and not tongsuopy: tongsuopy 1.0.1 bundles Tongsuo 8.3.2, which reports itself as
 "OpenSSL 1.1.1h (2020)"; its Python API signs only with the default SM2 identifier and exposes
 neither ``EVP_PKEY_CTX_set1_id`` nor SM2 encryption (its speed is comparable to ``openssl
-speed sm2``, within the noise of this shared machine). The system libcrypto is the library the ``openssl`` CLI uses, receives the
-distribution's security updates, and implements SM2 sign/verify with any identifier
-(GB/T 32918.2 §6.1 Z value) and SM2 encryption (GB/T 32918.4) natively.
+speed sm2``, within the noise of this shared machine). The system libcrypto is the library
+the ``openssl`` CLI uses, receives the distribution's security updates, and implements SM2
+sign/verify with any identifier (GB/T 32918.2 §6.1 Z value) and SM2 encryption
+(GB/T 32918.4) natively.
 
 This module is the only place that touches native pointers. Everything it accepts or
 returns is ``bytes`` (DER keys, DER signatures, DER ciphertexts); all format parsing and
