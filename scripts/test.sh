@@ -8,6 +8,7 @@ export PATH="$PWD/$VENV/bin:$PATH"
 
 echo "== ruff"
 ruff check .
+scripts/ensure_system_deps.sh
 scripts/ensure_node_deps.sh  # npm openid-client / oidc-provider for tests/interop
 echo "== pytest"
 set +e

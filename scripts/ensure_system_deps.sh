@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# System packages the test suite uses for real components (INTERFACES.md: `make test` installs
+# what is missing).  Debian/Ubuntu only; without root or apt it says what is missing and goes
+# on (the tests that need a missing tool are skipped and say so).
+set -uo pipefail
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+command -v nmap >/dev/null 2>&1 || need+=(nmap)
+command -v sqlmap >/dev/null 2>&1 || need+=(sqlmap)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "missing system packages (install them for the full suite): ${need[*]}" >&2
+  exit 0
+fi
+echo "== installing system packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null 2>&1 || true
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+  || echo "could not install some of: ${need[*]}" >&2
+# redis-server's package may start a system instance; the tests start their own on free ports
+exit 0
