@@ -186,3 +186,27 @@ def test_queries_use_the_directory_and_catalogue(gw: RunningGateway) -> None:
     assert set(masked) == {"bank_card", "id_number"}
     what = gw.cli_json("policy", "what-can", "--subject", "client:demo-police", "--json")
     assert {d["dataset"] for d in what["datasets"]} == {"population.persons", "enterprise.companies"}
+
+
+def test_shadow_bundle_on_live_traffic(tmp_path: Path) -> None:
+    candidate = variant(tmp_path, "candidate", "2026.12.0", ANALYST_RULE, "subjects: [role:nobody]\n")
+    shadow_gw, procs = start_processes(tmp_path / "home", {"ZTGW_POLICY_SHADOW_BUNDLE": str(candidate)})
+    try:
+        token = shadow_gw.token("demo-analytics")
+        assert read(shadow_gw, token) == 200  # the active bundle decides
+        police = shadow_gw.token("demo-police")
+        assert read(shadow_gw, police) == 200  # same answer in both bundles: nothing recorded
+        events: list[dict] = []
+        for _ in range(50):
+            events = shadow_gw.cli_json("audit", "search", "--text", "policy-shadow-diff",
+                                        "--json")["events"]
+            if events:
+                break
+            time.sleep(0.1)
+        assert len(events) == 1, events
+        diff = events[0]["ztgw"]["policy"]
+        assert diff["subject"]["id"] == "client:demo-analytics"
+        assert diff["active"]["effect"] == "allow" and diff["shadow"]["effect"] == "deny"
+        assert diff["shadow"]["ruleset_version"] == "2026.12.0"
+    finally:
+        stop_processes(procs)

@@ -358,7 +358,7 @@ requests = st.tuples(
     st.sampled_from([2, 12]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(doc=bundles(), reqs=st.lists(requests, min_size=1, max_size=6))
 def test_index_agrees_with_a_linear_reference(doc: dict[str, Any], reqs: list[Any]) -> None:
     p = CompiledPolicy(parse_bundle(doc))
