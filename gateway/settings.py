@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     federation_client_secret: SecretStr | None = None
     federation_name: str = Field("province", description="short name of the upstream provider")
     federation_title: str = Field("省统一身份认证平台", description="shown on the login page")
+    federation_scope: str = Field("openid profile", description="scopes asked of the upstream")
     # --- detection, response, scanners (issue 10; scanners/) -----------------------------
     detect_enabled: bool = Field(True, description="run the detection engine over the audit trail")
     detect_rules_dir: Path | None = Field(None, description="Sigma rules folder; default: the bundled rules")

@@ -55,6 +55,7 @@ ACR_LEVELS = {  # acr value -> strength; a request's acr_values asks for at leas
     "urn:ztgw:acr:pwd": 1,
     "urn:ztgw:acr:mfa": 2,
     "urn:ztgw:acr:cert": 2,
+    "urn:ztgw:acr:fed": 1,
 }
 CLAIMS_SUPPORTED = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
                     "azp", "at_hash", "name", "preferred_username", "department", "clearance")

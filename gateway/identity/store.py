@@ -132,6 +132,12 @@ totp = sa.Table(
     sa.Column("created_at", sa.Integer, nullable=False),
 )
 
+used_challenges = sa.Table(
+    "login_challenges_used", metadata,
+    sa.Column("challenge_hash", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Integer, nullable=False),
+)
+
 federated_links = sa.Table(
     "federated_links", metadata,
     sa.Column("provider", sa.String(64), primary_key=True),
@@ -497,6 +503,17 @@ class OAuthStore:
             conn.execute(federated_links.insert().values(provider=provider, external_sub=external_sub,
                                                          username=username, linked_at=now()))
 
+    # --- single-use login challenges (certificate login) --------------------------------------
+    def use_challenge(self, challenge_hash: str, expires_at: int) -> bool:
+        """Record a challenge as used; False if it had been used already."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(used_challenges.insert().values(challenge_hash=challenge_hash,
+                                                             expires_at=expires_at))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
     # --- housekeeping -------------------------------------------------------------------------------
     def purge_expired(self) -> None:
         t = now() - 3600
@@ -504,3 +521,4 @@ class OAuthStore:
             conn.execute(auth_codes.delete().where(auth_codes.c.expires_at < t))
             conn.execute(issued_access.delete().where(issued_access.c.expires_at < t))
             conn.execute(refresh_tokens.delete().where(refresh_tokens.c.expires_at < t))
+            conn.execute(used_challenges.delete().where(used_challenges.c.expires_at < t))

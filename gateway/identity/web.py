@@ -91,7 +91,14 @@ class IdentityWeb:
         self.issuer = issuer
         self.emit = emit
         self.env = _templates()
-        self.extra_login_links = extra_login_links or (lambda: {})
+        self.extra_login_links = extra_login_links or self._extension_links
+        self.cert_login: Any = None  # certlogin.CertificateLogin, attached by extensions.py
+        self.federations: list[Any] = []  # federation.Federation
+
+    def _extension_links(self) -> dict[str, Any]:
+        return {"certificate": self.cert_login is not None,
+                "federation": [{"name": f.config.name, "title": f.config.title}
+                               for f in self.federations]}
 
     # --- helpers ---------------------------------------------------------------------------
     def page(self, template: str, request: Request, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -396,7 +403,8 @@ class IdentityWeb:
                          notice=notice, totp_secret=totp_secret,
                          totp_uri=totp.provisioning_uri(totp_secret, session.username)
                          if totp_secret else None,
-                         totp_enrolled=self.authn.totp_enrolled(session.username))
+                         totp_enrolled=self.authn.totp_enrolled(session.username),
+                         federation=self._extension_links()["federation"])
 
     async def account_post(self, request: Request, action: str) -> Response:
         form = await read_form(request)
@@ -430,6 +438,10 @@ class IdentityWeb:
     def router(self) -> APIRouter:
         r = APIRouter(tags=["identity-web"], include_in_schema=False)
         css = files("ztgw.gateway.identity").joinpath("templates/ztgw.css").read_text("utf-8")
+        if self.cert_login is not None:
+            r.include_router(self.cert_login.router())
+        for fed in self.federations:
+            r.include_router(fed.router())
 
         @r.get("/identity/static/ztgw.css")
         async def stylesheet() -> Response:

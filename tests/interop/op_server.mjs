@@ -31,7 +31,8 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => AUDIENCE,
+      // bench: client-credentials JWTs for the data API; federation: opaque tokens for userinfo
+      defaultResource: () => (cfg.bench ? AUDIENCE : undefined),
       useGrantedResource: () => true,
       getResourceServerInfo: () => ({
         scope: 'data.read',
