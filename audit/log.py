@@ -335,6 +335,7 @@ class AuditLog:
                 return False
         for shipper in self.shippers:
             shipper.caught_up.clear()
+            shipper.hurry.set()
             shipper.wake.set()
             if not shipper.caught_up.wait(max(0.0, deadline - time.monotonic())):
                 return False

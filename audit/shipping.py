@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +26,9 @@ from .store import AuditStore
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 30.0
 IDLE_WAIT = 0.5  # seconds a caught-up shipper sleeps unless woken by the writer
+LINGER = 0.05  # after a small batch, wait this long for more (fewer, larger transactions)
+LINGER_BELOW = 1000  # lines: a batch smaller than this lingers
+CURSOR_SAVE_EVERY = 1.0  # seconds; a cursor saved late only means a re-send (ids dedupe)
 
 log = structlog.get_logger("ztgw.audit")
 
@@ -126,7 +130,10 @@ class Shipper:
         self.cursor_path = cursor_dir / f"{sink.name}.json"
         self.cursor = Cursor.load(self.cursor_path) or spool.first()
         self.wake = threading.Event()
+        self.hurry = threading.Event()  # flush/stop: no lingering
         self._stop = threading.Event()
+        self._saved = self.cursor
+        self._saved_at = 0.0
         self._drain = False
         self.shipped = 0
         self.failures = 0
@@ -143,6 +150,12 @@ class Shipper:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def _save_cursor(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.cursor != self._saved and (force or now - self._saved_at >= CURSOR_SAVE_EVERY):
+            self.cursor.save(self.cursor_path)
+            self._saved, self._saved_at = self.cursor, now
+
     def _run(self) -> None:
         name_os_thread(f"ztgw-audit-{self.sink.name}"[:15])
         backoff = BACKOFF_FIRST
@@ -152,8 +165,9 @@ class Shipper:
             if not lines:
                 if nxt != self.cursor:
                     self.cursor = nxt
-                    self.cursor.save(self.cursor_path)
                     continue
+                self._save_cursor(force=True)
+                self.hurry.clear()
                 self.caught_up.set()
                 if self._drain:
                     return
@@ -188,14 +202,19 @@ class Shipper:
             self.last_error = None
             self.shipped += len(docs)
             self.cursor = nxt
-            self.cursor.save(self.cursor_path)
+            self._save_cursor()
+            if len(lines) < LINGER_BELOW and not self._drain:
+                self.hurry.wait(LINGER)  # let a few more events arrive: one transaction for all
 
     def stop(self, timeout: float) -> None:
         """Ship what is spooled (if the sink takes it within ``timeout``), then stop."""
         self._drain = True
+        self.hurry.set()
         self.wake.set()
         self._thread.join(timeout)
         self._stop.set()
         self.wake.set()
         self._thread.join(1.0)
+        if not self._thread.is_alive():
+            self._save_cursor(force=True)
         self.sink.close()
