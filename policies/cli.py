@@ -22,7 +22,7 @@ from ztgw.crypto.sm2 import generate_key, load_private_key, load_public_key
 
 from .bundle import load_bundle
 from .domain import Resource, Subject
-from .engine import CompiledPolicy, decision_dict
+from .engine import CompiledPolicy, casbin_export, decision_dict
 from .errors import BundleError, BundleSignatureError
 from .signing import SIGNATURE_FILE, load_verified_bundle, sign_bundle, signer_id, verify_bundle
 from .testing import env_from, resource_from, run_dir, subject_from
@@ -238,6 +238,26 @@ def build_app(hooks: Hooks | None = None) -> typer.Typer:
             masks = [o for o in row["obligations"] if o["type"] == "mask"]
             masked = sorted(masks[0]["fields"]) if masks else []
             typer.echo(f"{row['dataset']}  by {row['rule_id']}  masked: {', '.join(masked) or '-'}")
+
+    @app.command("export-casbin")
+    def export_casbin(ctx: typer.Context,
+                      out: Annotated[Path, typer.Option(help="folder for model.conf and policy.csv")],
+                      bundle: Annotated[Path | None, typer.Option()] = None,
+                      as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Write the bundle as casbin model.conf + policy.csv (fail-closed projection)."""
+        p = compiled(ctx, bundle)
+        try:
+            model, rows, omitted = casbin_export(p.bundle)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.conf").write_text(model, encoding="utf-8")
+        (out / "policy.csv").write_text(rows, encoding="utf-8")
+        doc = {"model": str(out / "model.conf"), "policy": str(out / "policy.csv"),
+               "omitted_conditional_allows": omitted}
+        _print_json(doc) if as_json else typer.echo(
+            f"wrote {doc['model']} and {doc['policy']}"
+            + (f"; left out conditional allow rules {omitted}" if omitted else ""))
 
     @app.command("keygen")
     def keygen(out: Annotated[Path, typer.Option(help="folder for the key pair")],

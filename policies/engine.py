@@ -479,6 +479,27 @@ def casbin_policy_rows(bundle: PolicyBundle) -> Iterable[list[str]]:
                     yield [sub, ds, act, rule.effect, rule.id]
 
 
+def casbin_export(bundle: PolicyBundle) -> tuple[str, str, list[str]]:
+    """The bundle as casbin files (``model.conf``, ``policy.csv``) for casbin tooling and
+    adapters.  Plain casbin rows cannot carry conditions or obligations, so the export is the
+    fail-closed projection: a conditional allow rule is left out (listed in the third value), a
+    conditional deny rule is kept unconditionally."""
+    lines, omitted = [], []
+    for rule in bundle.rules:
+        if rule.conditions and rule.effect == "allow":
+            omitted.append(rule.id)
+            continue
+        for sub in rule.subjects:
+            for ds in rule.datasets:
+                for act in rule.actions:
+                    lines.append(f"p, {sub}, {ds}, {act}, {rule.effect}, {rule.id}")
+    for member, role, dom in casbin_role_rows(bundle):
+        if "," in dom or dom != dom.strip():
+            raise ValueError(f"department {dom!r} cannot be written as a casbin CSV field")
+        lines.append(f"g, {member}, {role}, {dom}")
+    return CASBIN_MODEL.strip() + "\n", "\n".join(lines) + "\n", omitted
+
+
 class PolicyEngine:
     """The policy decision point: holds the active compiled policy and swaps it atomically.
 
@@ -541,6 +562,7 @@ __all__ = [
     "Obligation",
     "PolicyEngine",
     "RuleTrace",
+    "casbin_export",
     "casbin_policy_rows",
     "casbin_role_rows",
     "decision_dict",

@@ -163,3 +163,37 @@ def test_index_agrees_with_casbin_enforcer(rules: list[dict], links: list[tuple[
     for r in roles:
         enforcer.add_grouping_policy("client:app", f"role:{r}", "*")
     assert enforcer.enforce("client:app", "-", ds, act) == ours
+
+
+def test_casbin_export_loads_in_casbin_and_agrees(tmp_path) -> None:
+    import casbin
+    from typer.testing import CliRunner
+
+    from ztgw.policies.cli import app
+
+    out = CliRunner().invoke(app, ["export-casbin", "--out", str(tmp_path), "--bundle",
+                                   str(demo_bundle_dir()), "--json"])
+    assert out.exit_code == 0, out.output
+    enforcer = casbin.Enforcer(str(tmp_path / "model.conf"), str(tmp_path / "policy.csv"))
+    p = CompiledPolicy(load_bundle(demo_bundle_dir()))
+    for roles, ds in [(("population-analyst",), "population.persons"),
+                      (("population-officer",), "enterprise.companies"),
+                      (("population-analyst", "suspended"), "population.persons"),
+                      (("social-security-officer",), "population.persons")]:
+        for r in roles:
+            enforcer.add_grouping_policy("client:x", f"role:{r}", "*")
+        ours = p.decide(subject("x", roles), res(ds), "read", NOW).allowed
+        assert enforcer.enforce("client:x", "-", ds, "read") == ours, (roles, ds)
+        for r in roles:
+            enforcer.remove_grouping_policy("client:x", f"role:{r}", "*")
+
+
+def test_casbin_export_is_fail_closed_for_conditions() -> None:
+    from ztgw.policies.engine import casbin_export
+
+    b = parse_bundle({"bundle": "t", "version": "1", "rules": [
+        {**ALLOW, "when": {"zones": ["gov"]}},
+        {"id": "d", "effect": "deny", "subjects": ["role:r"], "datasets": ["*"], "actions": ["*"],
+         "when": {"zones": ["internet"]}}]})
+    _, rows, omitted = casbin_export(b)
+    assert omitted == ["a"] and rows == "p, role:r, *, *, deny, d\n"
