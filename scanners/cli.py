@@ -50,7 +50,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document")
 
 
 def _print_json(doc: Any) -> None:
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    sys.stdout.write(orjson.dumps(doc, option=opts, default=str).decode() + "\n")
 
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
@@ -358,7 +359,8 @@ def drill_simulate(
     result["finished"] = datetime.now(UTC).isoformat()
     drills = Path(ctx.obj.home) / "detection" / "drills"
     drills.mkdir(parents=True, exist_ok=True)
-    (drills / f"drill-{int(time.time())}.json").write_bytes(orjson.dumps(result))
+    (drills / f"drill-{int(time.time())}.json").write_bytes(
+        orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS))
     if as_json:
         _print_json(result)
     else:

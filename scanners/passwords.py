@@ -8,6 +8,8 @@ compared in constant time (:func:`ztgw.crypto.passwords.verify_password`).  A fi
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -30,15 +32,18 @@ class Credential:
     public: bool = False
 
 
+def own_variants(name: str) -> list[str]:
+    n = name.split("@")[0]
+    return [n, n + "123", n + "@123", n.capitalize() + "@123", n + "123456", n + "2025", n + "2026",
+            n.capitalize() + "@2025", n.capitalize() + "@2026", n[::-1]]
+
+
 def candidates(name: str, extra: Iterable[str] = ()) -> list[str]:
     base = [line.strip() for line in resources.files("ztgw.scanners").joinpath(
         "weak-passwords.txt").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")]
-    n = name.split("@")[0]
-    own = [n, n + "123", n + "@123", n.capitalize() + "@123", n + "123456", n + "2025", n + "2026",
-           n.capitalize() + "@2025", n.capitalize() + "@2026", n[::-1]]
     seen: dict[str, None] = {}
-    for c in [*own, *base, *extra]:
+    for c in [*own_variants(name), *base, *extra]:
         seen.setdefault(c, None)
     return list(seen)[:MAX_GUESSES]
 
@@ -47,7 +52,8 @@ def scan_credentials(creds: Iterable[Credential], *, extra_candidates: Iterable[
                      max_guesses: int = MAX_GUESSES) -> dict[str, Any]:
     started = time.monotonic()
     findings: list[dict[str, Any]] = []
-    cracked: dict[str, list[str]] = {}  # candidate index key → accounts (no clear text kept)
+    cracked: dict[str, list[str]] = {}  # keyed hash of the guess → accounts (no clear text kept)
+    run_key = secrets.token_bytes(32)
     checked = 0
     extra = list(extra_candidates)
     for c in creds:
@@ -71,24 +77,26 @@ def scan_credentials(creds: Iterable[Credential], *, extra_candidates: Iterable[
             findings.append({"account": who, "severity": "high",
                              "finding": "password verifier in an unknown or unsafe format"})
             continue
-        for i, guess in enumerate(candidates(c.name, extra)[:max_guesses]):
+        for guess in candidates(c.name, extra)[:max_guesses]:
             try:
                 verify_password(guess, c.verifier)
             except InvalidPassword:
                 continue
             except MalformedInput:
                 break
-            kind = "derived from the account name" if i < 10 else f"weak-password list entry {i - 9}"
+            kind = ("derived from the account name" if guess in own_variants(c.name)
+                    else "in the weak-password list")
             short = len(guess) < MIN_LENGTH
             findings.append({"account": who, "severity": "critical" if c.enabled else "medium",
                              "finding": f"weak password ({kind})"
                              + ("; shorter than the policy minimum" if short else "")})
-            cracked.setdefault(f"#{i}", []).append(who)
+            # reuse is matched on a keyed hash of the guess, valid for this run only
+            cracked.setdefault(hmac.new(run_key, guess.encode(), "sha256").hexdigest(), []).append(who)
             break
-    for key, accounts in cracked.items():
+    for accounts in cracked.values():
         if len(accounts) > 1:
             findings.append({"account": ", ".join(accounts), "severity": "high",
-                             "finding": f"the same weak password ({key}) on {len(accounts)} accounts"})
+                             "finding": f"the same weak password on {len(accounts)} accounts"})
     return {"checked": checked, "findings": findings,
             "weak": sum(1 for f in findings if f["finding"].startswith("weak password")),
             "seconds": round(time.monotonic() - started, 3)}

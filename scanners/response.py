@@ -188,8 +188,8 @@ class ResponseBook:
         action = self.get(action_id)
         if action is None:
             raise BadInput(f"no response action {action_id}")
-        if cur.rowcount == 0 and action.undone is None:
-            raise BadInput(f"response action {action_id} cannot be undone")
+        if cur.rowcount == 0:
+            raise BadInput(f"response action {action_id} was already undone")
         return action
 
     def audit_undone(self) -> int:

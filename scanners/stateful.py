@@ -134,9 +134,12 @@ class BruteForce(Detector):
             return
         user = get(ev, "user", "name")
         client = get(ev, "ztgw", "oidc", "client_id")
+        ip = get(ev, "source", "ip")
+        token_ep = get(ev, "event", "action") == "token-request-failed"
+        # the token endpoint may not know which client failed (bad Basic credentials): then
+        # the guessing address is the key
         account = user if user and user != "(unknown)" else (
-            f"client:{client}" if get(ev, "event", "action") == "token-request-failed" and client
-            else None)
+            f"client:{client}" if token_ep and client else f"ip:{ip}" if token_ep and ip else None)
         if account is None:
             return
         q = self.w.add(account, ts, eid)
@@ -145,7 +148,7 @@ class BruteForce(Detector):
             yield Finding(self.rule_id, self.rule_name, 3, 73.0, account,
                           f"{len(q)} failed sign-ins for {account} within "
                           f"{int(self.t.brute_force_window)} s", _ids(q),
-                          source_ip=get(ev, "source", "ip"), user=account,
+                          source_ip=ip, user=None if account.startswith("ip:") else account,
                           category="brute-force", extra={"failures": len(q), "addresses": ips})
 
 
@@ -294,7 +297,9 @@ class Exfiltration(Detector):
         if get(ev, "event", "dataset") != "ztgw.access":
             return
         records = get(ev, "ztgw", "data", "records")
-        size = get(ev, "http", "response", "body", "bytes")
+        size = get(ev, "ztgw", "data", "bytes")
+        if not isinstance(size, int):
+            size = get(ev, "http", "response", "body", "bytes")
         if not isinstance(records, int) and not isinstance(size, int):
             return
         who = get(ev, "user", "name") or get(ev, "ztgw", "oidc", "client_id")

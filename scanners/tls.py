@@ -12,6 +12,7 @@ import contextlib
 import socket
 import ssl
 import time
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,7 +39,8 @@ def _ctx(version: ssl.TLSVersion | None, verify: bool, ca: str | None) -> ssl.SS
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # reading the certificate is the point: verified below
     if version is not None:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # probing old versions is the point
             ctx.minimum_version = ctx.maximum_version = version
         if version < ssl.TLSVersion.TLSv1_2:
             with contextlib.suppress(ssl.SSLError):

@@ -10,6 +10,7 @@ echo "== ruff"
 ruff check .
 scripts/ensure_system_deps.sh
 scripts/ensure_node_deps.sh  # npm openid-client / oidc-provider for tests/interop
+scripts/ensure_attack_tools.sh  # sqlmap, nmap for tests/e2e/test_detection.py (loopback only)
 echo "== pytest"
 set +e
 pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,153 @@
+"""Posture scanners against things the test creates itself on loopback: a listening port, a
+TLS server with its own certificate, password verifiers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ztgw.crypto.passwords import PBKDF2_MIN_ITERATIONS, hash_password
+from ztgw.scanners.errors import BadInput, TargetNotAllowed
+from ztgw.scanners.passwords import Credential, scan_credentials
+from ztgw.scanners.ports import parse_ports, scan_ports
+from ztgw.scanners.targets import check_target
+from ztgw.scanners.tls import scan_tls
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    try:
+        yield int(s.getsockname()[1])
+    finally:
+        s.close()
+
+
+def test_port_scan_finds_the_open_port_only(listener: int) -> None:
+    closed = listener + 1 if listener < 65535 else listener - 1
+    report = scan_ports(["127.0.0.1"], [listener, closed])
+    assert [f["port"] for f in report["open"]] == [listener]
+    assert report["open"][0]["service"] == "unknown" and report["high_risk_open"] == 0
+
+
+def test_default_port_list_is_the_high_risk_one() -> None:
+    ports = parse_ports(None)
+    for p in (21, 22, 23, 135, 139, 445, 1433, 1521, 2375, 3306, 3389, 5432, 5900, 6379, 9200,
+              11211, 27017):
+        assert p in ports
+    assert parse_ports("22,8000-8002") == [22, 8000, 8001, 8002]
+    for bad in ("0", "70000", "a-b", "10-5"):
+        with pytest.raises(BadInput):
+            parse_ports(bad)
+
+
+def test_only_loopback_or_listed_hosts() -> None:
+    assert check_target("127.0.0.1") == "127.0.0.1"
+    assert check_target("localhost") in ("127.0.0.1", "::1")
+    for host in ("192.0.2.10", "10.0.0.1", "8.8.8.8"):
+        with pytest.raises(TargetNotAllowed):
+            check_target(host)
+        with pytest.raises(TargetNotAllowed):
+            scan_ports([host], [80])
+    assert check_target("192.0.2.10", ["192.0.2.10"]) == "192.0.2.10"
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[int]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=10))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                       serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as s:
+                    s.settimeout(1)
+                    s.recv(1)
+            except OSError:
+                pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+
+
+def test_tls_scan_reports_protocols_certificate_and_findings(tls_server: int, tmp_path: Path) -> None:
+    report = scan_tls(f"https://localhost:{tls_server}/")
+    assert report["protocols"]["TLSv1.3"]["negotiated"] is True
+    assert report["protocols"]["TLSv1.0"]["negotiated"] is False
+    cert = report["certificate"]
+    assert cert["key"] == "EC-secp256r1" and cert["sm2"] is False and 8 <= cert["days_left"] <= 10
+    words = " ".join(f["finding"] for f in report["findings"])
+    assert "not trusted" in words and "expires in" in words
+    trusted = scan_tls(f"https://localhost:{tls_server}/", ca=str(tmp_path / "c.pem"))
+    assert trusted["trusted"] is True
+
+
+def test_tls_scan_refuses_other_hosts() -> None:
+    with pytest.raises(TargetNotAllowed):
+        scan_tls("https://192.0.2.1/")
+    with pytest.raises(BadInput):
+        scan_tls("http://127.0.0.1/")
+
+
+@pytest.mark.slow  # PBKDF2 at its minimum work factor is still ~0.5 s a guess here
+def test_password_scan_finds_weak_and_reused_without_plaintext() -> None:
+    h = lambda p: hash_password(p, iterations=PBKDF2_MIN_ITERATIONS)  # noqa: E731
+    creds = [
+        Credential("user", "alice", h("123456")),
+        Credential("user", "bob", h("123456")),
+        Credential("user", "carol", h("carol123")),
+        Credential("user", "dave", h("correct horse battery staple 2026")),
+        Credential("user", "erin", None),
+        Credential("client", "svc", None, public=False),
+        Credential("client", "portal", None, public=True),
+    ]
+    report = scan_credentials(creds, max_guesses=12)
+    by = {(f["account"], f["finding"].split(" (")[0]) for f in report["findings"]}
+    assert ("user:alice", "weak password") in by and ("user:bob", "weak password") in by
+    assert ("user:carol", "weak password") in by
+    assert not any(a == "user:dave" and "weak password" in f for a, f in by)
+    assert any("same weak password" in f["finding"] for f in report["findings"])
+    assert any(f["account"] == "client:svc" for f in report["findings"])
+    assert not any(f["account"] == "client:portal" for f in report["findings"])
+    text = str(report)
+    assert "123456" not in text.replace("entry", "") and "carol123" not in text
+    assert report["weak"] == 3
