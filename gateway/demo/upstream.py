@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+
 from ztgw.gateway.demo.data import (
     COMPANIES,
     CONTRIBUTIONS,

@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import date
 
 import pytest
+
 from ztgw.gateway.demo.data import (
     AS_OF,
     DATASET_FIELDS,

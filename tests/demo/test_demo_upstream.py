@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+
 from ztgw.gateway.demo.data import DATASET_FIELDS, get_dataset
 from ztgw.gateway.demo.upstream import _wants_csv
 
