@@ -75,7 +75,11 @@ def wrk(url: str, auth: tuple[str, str], seconds: int, connections: int, workdir
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
                           str(script), url], capture_output=True, text=True, timeout=seconds + 60)
     text = out.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    found = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if found is None:
+        logs = "".join(p.read_text(errors="replace")[-1500:] for p in workdir.glob("*/serve.log"))
+        raise RuntimeError(f"wrk against {url} failed: {out.stdout[-500:]} {out.stderr[-500:]}\n{logs}")
+    rps = float(found.group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors:.*", text)
     p50 = re.search(r"50%\s+([\d.]+\w+)", text)
@@ -94,8 +98,9 @@ def start_ztgw(home: Path, alg: str, workers: int = 1
     client = json.loads(subprocess.run(
         [*ZTGW, "clients", "add", "--name", "bench", "--scope", "data.read", "--json"],
         env=env, check=True, capture_output=True, text=True, timeout=120).stdout)
+    log = open(home / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen([*ZTGW, "serve", "--port", str(port), "--workers", str(workers)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=log)
     return proc, f"http://127.0.0.1:{port}/oauth2/token", (client["client_id"], client["client_secret"])
 
 

@@ -105,8 +105,11 @@ class Directory:
 
     @classmethod
     def open(cls, db_path: Path) -> Directory:
+        from .store import create_tables
+
         d = cls(open_engine(db_path))
-        metadata.create_all(d.engine)
+        create_tables(d.engine, metadata)
+        create_tables(d.engine)  # the provider's state lives in the same database
         return d
 
     # --- clients -------------------------------------------------------------------------

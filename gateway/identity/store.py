@@ -147,6 +147,17 @@ federated_links = sa.Table(
 )
 
 
+def create_tables(engine: sa.Engine, meta: sa.MetaData = metadata) -> None:
+    """Create missing tables; tolerate another worker process creating them at the same time."""
+    for attempt in range(3):
+        try:
+            meta.create_all(engine)
+            return
+        except sa.exc.OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -209,7 +220,7 @@ class OAuthStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(engine)
 
     # --- authorization codes (RFC 6749 §4.1.2: short-lived, single use) ----------------------
     def save_code(self, code: str, rec: CodeRecord) -> None:
