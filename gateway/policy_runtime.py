@@ -53,6 +53,7 @@ from .settings import Settings
 log = logging.getLogger("ztgw.policy")
 REDIS_CHANNEL = "ztgw:policy"
 SHADOW_EVENTS_PER_SECOND = 50  # divergences audited per second; the rest are only counted
+STATUS_EVERY = 5.0  # seconds between status-file refreshes (reloads write at once)
 DEFAULT_KEY_NAME = "policy-signing.pub.pem"
 
 
@@ -209,6 +210,7 @@ class PolicyRuntime:
                             type(exc).__name__)
                 self._watcher = None
         self._task = asyncio.create_task(self._watch(), name="ztgw-policy-reload")
+        self.write_status()
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -217,6 +219,8 @@ class PolicyRuntime:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        with contextlib.suppress(OSError):
+            self.status_file().unlink()
 
     def _notified(self, _message: str) -> None:
         if self._loop is not None and self._wake is not None:
@@ -224,12 +228,15 @@ class PolicyRuntime:
 
     async def _watch(self) -> None:
         assert self._wake is not None
+        written = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.policy_reload_interval)
             self._wake.clear()
             try:
-                await asyncio.to_thread(self.check)
+                if await asyncio.to_thread(self.check) or time.monotonic() - written > STATUS_EVERY:
+                    self.write_status()
+                    written = time.monotonic()
             except Exception as exc:  # never let the watcher die
                 log.exception("policy reload check failed: %s", exc)
 
@@ -260,6 +267,8 @@ class PolicyRuntime:
             self._audit("policy-reload", "failure", {"error": str(exc)[:500]},
                         signature=isinstance(exc, BundleSignatureError))
             log.error("policy bundle refused, keeping %s %s: %s", old.name, old.version, exc)
+            with contextlib.suppress(OSError):
+                self.write_status()
             return False
         self.engine.swap(policy)
         self._fingerprint = fp
@@ -316,6 +325,20 @@ class PolicyRuntime:
                 "divergences": self.shadow_divergences},
             "replica_watcher": "redis" if self._watcher is not None else "file",
         }
+
+    def status_file(self) -> Path:
+        return self.settings.home / "run" / f"policy-{os.getpid()}.json"
+
+    def write_status(self) -> None:
+        """What this worker enforces, for ``ztgw policy status`` (written atomically)."""
+        import orjson
+
+        path = self.status_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps({**self.status(), "pid": os.getpid(),
+                                      "written_at": datetime.now(UTC).isoformat()}))
+        tmp.replace(path)
 
     def _audit(self, action: str, outcome: str, details: dict[str, Any], *,
                signature: bool = False) -> None:
@@ -444,6 +467,34 @@ def install_cmd(ctx: typer.Context,
            "version": policy.bundle.version, "rules": len(policy.rules), "redis_notified": notified}
     _print(doc) if as_json else typer.echo(
         f"installed {doc['bundle']} {doc['version']} ({doc['rules']} rules) at {doc['installed']}")
+
+
+@policy_app.command("status")
+def status_cmd(ctx: typer.Context,
+               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The bundle each running gateway worker enforces (version, reloads, refusals, shadow)."""
+    import orjson
+
+    settings: Settings = ctx.obj
+    workers = []
+    for f in sorted((settings.home / "run").glob("policy-*.json")):
+        try:
+            doc = orjson.loads(f.read_bytes())
+            os.kill(int(doc["pid"]), 0)  # still running?
+        except (OSError, ValueError, KeyError, orjson.JSONDecodeError):
+            continue
+        workers.append(doc)
+    if as_json:
+        _print({"workers": workers})
+        return
+    if not workers:
+        typer.echo("no running gateway worker found under this home")
+    for w in workers:
+        shadow = w.get("shadow")
+        typer.echo(f"pid {w['pid']}: {w['bundle']} {w['version']} (reloads {w['reloads']}, "
+                   f"refusals {w['refusals']}{', last error: ' + w['last_error'] if w['last_error'] else ''})"
+                   + (f"; shadow {shadow['bundle']} {shadow['version']}: {shadow['divergences']} "
+                      "differences" if shadow else ""))
 
 
 def replay_subject(settings: Settings, event: dict[str, Any], cache: dict[str, Any]) -> Subject | None:

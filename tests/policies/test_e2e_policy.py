@@ -89,6 +89,8 @@ def test_policy_change_takes_effect_without_restart_or_failed_requests(
         restored = variant(tmp_path, "restored", "2026.11.3")
         gw.cli_json("policy", "install", str(restored), "--json")
         wait_for(gw, token, 200)
+        workers = gw.cli_json("policy", "status", "--json")["workers"]
+        assert [w["version"] for w in workers] == ["2026.11.3"] and workers[0]["reloads"] == 2
     finally:
         stop.set()
         worker.join(30)
@@ -122,6 +124,8 @@ def test_an_invalid_bundle_is_refused_and_the_gateway_keeps_serving(
         time.sleep(0.5)
         assert read(gw, token) == 200
         assert httpx.get(f"{gw.base}/readyz").status_code == 200
+        (worker,) = gw.cli_json("policy", "status", "--json")["workers"]
+        assert worker["refusals"] >= 1 and "effect" in worker["last_error"]
     finally:
         active.write_text(original, encoding="utf-8")
 

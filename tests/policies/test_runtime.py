@@ -139,3 +139,32 @@ async def test_watcher_task_reloads_without_being_asked(tmp_path: Path) -> None:
         assert rt.reloads == 1
     finally:
         await rt.stop()
+
+
+async def test_status_file_tracks_what_the_worker_enforces(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from typer.testing import CliRunner
+
+    from ztgw.gateway.policy_runtime import policy_app
+
+    settings, active = make(tmp_path, policy_reload_interval=0.05)
+    rt = PolicyRuntime(settings)
+    await rt.start(None)
+    try:
+        doc = json.loads(rt.status_file().read_text(encoding="utf-8"))
+        assert doc["pid"] == os.getpid() and doc["version"] == "2026.11.1"
+        edit(active, 'version: "2026.11.1"', 'version: "2026.11.5"')
+        for _ in range(200):
+            doc = json.loads(rt.status_file().read_text(encoding="utf-8"))
+            if doc["version"] == "2026.11.5":
+                break
+            await asyncio.sleep(0.02)
+        assert doc["version"] == "2026.11.5" and doc["reloads"] == 1
+        out = CliRunner().invoke(policy_app, ["status", "--json"], obj=settings)
+        assert out.exit_code == 0, out.output
+        assert [w["version"] for w in json.loads(out.stdout)["workers"]] == ["2026.11.5"]
+    finally:
+        await rt.stop()
+    assert not rt.status_file().exists()
