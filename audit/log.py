@@ -118,6 +118,8 @@ class AuditLog:
         self.shippers = [Shipper(s, self.spool, conf.effective_spool_dir / "cursors")
                          for s in self._sinks()]
         for shipper in self.shippers:
+            if isinstance(shipper.sink, StoreSink) and head is not None:
+                shipper.shipped_seq = head[0]  # what the store already holds
             shipper.start()
         self._thread = threading.Thread(target=self._run, name="ztgw-audit", daemon=True)
         self._thread.start()
@@ -205,8 +207,8 @@ class AuditLog:
                     self._sync()
                     last_sync = now
             now = time.monotonic()
-            if self._leaves and (stop or len(self._leaves) >= conf.checkpoint_every
-                                 or now - last_cp >= conf.checkpoint_seconds):
+            if not stop and self._leaves and (len(self._leaves) >= conf.checkpoint_every
+                                              or now - last_cp >= conf.checkpoint_seconds):
                 self._checkpoint()
                 last_cp = now
             elif not self._leaves:
@@ -279,15 +281,25 @@ class AuditLog:
             self._failed = exc
 
     def _checkpoint(self) -> None:
+        """Sign the positions written since the last checkpoint — with the embedded store as a
+        sink, only those it already holds, so a verifier never sees a signed position the
+        store has not received yet (that would read as a truncation)."""
         assert self.checkpoints is not None
-        first = self._seq - len(self._leaves) + 1
+        leaves = self._leaves
+        first = self._seq - len(leaves) + 1
+        upto = self._seq
+        store = next((s for s in self.shippers if isinstance(s.sink, StoreSink)), None)
+        if store is not None:
+            upto = min(upto, store.shipped_seq)
+        if upto < first:
+            return
+        covered = leaves[: upto - first + 1]
         try:
-            self.checkpoints.write(first, self._seq, self._prev, merkle_root(self._leaves),
-                                   iso_now())
+            self.checkpoints.write(first, upto, covered[-1], merkle_root(covered), iso_now())
         except OSError as exc:  # keep the leaves; the next round tries again
             log.error("audit checkpoint could not be written", error=str(exc))
             return
-        self._leaves = []
+        self._leaves = leaves[len(covered):]
 
     def _collect(self) -> None:
         if self.spool is None or self.checkpoints is None:
@@ -349,6 +361,8 @@ class AuditLog:
             self._thread = None
         for shipper in self.shippers:
             shipper.stop(timeout)
+        if self._leaves and self._failed is None:
+            self._checkpoint()  # the writer is stopped: sign what the sinks now hold
         self.shippers = []
         if self.spool is not None:
             try:

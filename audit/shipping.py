@@ -138,6 +138,7 @@ class Shipper:
         self.shipped = 0
         self.failures = 0
         self.corrupt = 0
+        self.shipped_seq = 0  # highest chain position this sink has taken
         self.last_error: str | None = None
         self.caught_up = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ztgw-audit-{sink.name}",
@@ -201,6 +202,8 @@ class Shipper:
             backoff = BACKOFF_FIRST
             self.last_error = None
             self.shipped += len(docs)
+            if docs:
+                self.shipped_seq = max(self.shipped_seq, chain_fields(docs[-1])[0] or 0)
             self.cursor = nxt
             self._save_cursor()
             if len(lines) < LINGER_BELOW and not self._drain:

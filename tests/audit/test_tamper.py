@@ -35,6 +35,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(1, N + 1):
         log.emit(make_event(f"r{i}", user=f"user{i % 7}")).result(timeout=10)
         if i in (25, 50):
+            assert log.flush(10)
             log._checkpoint()  # deterministic checkpoint boundaries for the test
     log.close()
     return home
