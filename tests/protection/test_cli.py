@@ -87,6 +87,7 @@ def test_scan_pii_bad_input(tmp_path: Path) -> None:
     assert out.returncode == 2 and out.stdout == ""
 
 
+@pytest.mark.slow  # seven CLI processes: ~30 s on the shared machine
 def test_mark_then_trace_a_converted_subset(tmp_path: Path) -> None:
     home = tmp_path / "home"
     src = tmp_path / "persons.json"
