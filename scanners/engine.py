@@ -27,8 +27,8 @@ from ztgw.audit.events import ECS_VERSION, clean, iso_now, new_event_id
 from ztgw.audit.store import AuditStore
 
 from .response import ResponseBook
-from .sigma import CompiledRule, get_field, load_rules
-from .stateful import Detector, Finding, Thresholds, default_detectors, event_time
+from .sigma import CompiledRule, RuleSet, get_field, load_rules
+from .stateful import Detector, Finding, Thresholds, View, default_detectors, event_time
 
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
@@ -120,14 +120,11 @@ class DetectionEngine:
         self.suppressed = 0
         self.errors = 0
         # rules indexed by the dataset they read: an event meets only its own rules
-        self._by_dataset: dict[str | None, list[CompiledRule]] = {}
-        for r in self.rules:
-            self._by_dataset.setdefault(r.dataset, []).append(r)
+        self._ruleset = RuleSet(self.rules)
 
     def _sigma(self, ev: Event, ts: float, eid: str) -> Iterable[Finding]:
-        ds = ev.get("event", {}).get("dataset")
-        for rule in self._by_dataset.get(ds, ()) + self._by_dataset.get(None, []):
-            if rule.matcher(ev):
+        for rule in self._ruleset.candidates(ev):
+            if rule.matches(ev):
                 who = get_field(ev, rule.group_by)
                 group = str(who) if isinstance(who, str | int) else eid
                 yield Finding(rule.id, rule.title, rule.severity, rule.risk_score, group,
@@ -149,8 +146,9 @@ class DetectionEngine:
             eid = str(meta.get("id") or ev.get("http", {}).get("request", {}).get("id") or "")
             try:
                 findings = list(self._sigma(ev, ts, eid))
+                view = View(ev)
                 for det in self.detectors:
-                    findings.extend(det.observe(ev, ts, eid))
+                    findings.extend(det.observe(view, ts, eid))
             except Exception as exc:  # one bad event must not stop detection
                 self.errors += 1
                 log.warning("detection failed on an event", error=str(exc))

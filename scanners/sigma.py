@@ -151,12 +151,124 @@ def _keyword(node: ConditionValueExpression) -> Matcher:
         for f in ("message", "url.path", "url.original", "user_agent.original"))
 
 
+def _fragment(value: SigmaString) -> tuple[str, bool]:
+    """A Sigma string as a regex fragment, and whether it is a plain "contains"."""
+    parts = value.s
+    if (len(parts) == 3 and parts[0] is SpecialChars.WILDCARD_MULTI
+            and parts[2] is SpecialChars.WILDCARD_MULTI and isinstance(parts[1], str)):
+        return re.escape(parts[1]), True
+    body = "".join(
+        re.escape(p) if isinstance(p, str)
+        else ".*" if p is SpecialChars.WILDCARD_MULTI else "."
+        for p in parts)
+    return f"^(?:{body})$", False
+
+
+def _merged(field_name: str, leaves: list[ConditionFieldEqualsValueExpression]) -> Matcher | None:
+    """Many string/regex values of one field OR-ed together → one compiled regex search
+    (the usual shape of a Sigma rule: a field with a list of ``|contains`` values)."""
+    frags: list[str] = []
+    flags: int | None = None
+    for leaf in leaves:
+        v = leaf.value
+        if isinstance(v, SigmaString):
+            frag, _ = _fragment(v)
+            f = re.IGNORECASE | re.DOTALL
+        elif isinstance(v, SigmaRegularExpression):
+            frag = str(v.regexp)
+            f = 0
+            for flag in v.flags:
+                f |= v.sigma_to_python_flags[flag]
+        else:
+            return None
+        if flags is not None and f != flags:
+            return None
+        flags = f
+        frags.append(f"(?:{frag})")
+    try:
+        rx = re.compile("|".join(frags), flags or 0)
+    except re.error:
+        return None
+    parts = tuple(field_name.split("."))
+    search = rx.search
+
+    def match(ev: Event) -> bool:
+        v: Any = ev
+        for p in parts:
+            if not isinstance(v, dict):
+                return False
+            v = v.get(p)
+            if v is None:
+                return False
+        if isinstance(v, str):
+            return search(v) is not None
+        if isinstance(v, list):
+            return any(isinstance(x, str) and search(x) is not None for x in v)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return search(str(v)) is not None
+        return False
+    return match
+
+
+Prefilter = list[tuple[str, str, int]]  # (field, regex fragment, flags): one must match
+
+
+def _prefilter(node: Any) -> Prefilter | None:
+    """A necessary condition of ``node`` as (field, regex) alternatives, or None when none
+    can be derived (NOT, numbers, null …).  Lets the engine skip a rule with one combined
+    regex search per field when no rule can match the event (the usual, benign case)."""
+    if isinstance(node, ConditionOR):
+        out: Prefilter = []
+        for a in node.args:
+            sub = _prefilter(a)
+            if sub is None:
+                return None
+            out += sub
+        return out
+    if isinstance(node, ConditionAND):
+        for a in node.args:
+            sub = _prefilter(a)
+            if sub is not None:
+                return sub
+        return None
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        v = node.value
+        if isinstance(v, SigmaString):
+            frag, contains = _fragment(v)
+            if contains:  # a plain substring: checked with `in`, no regex
+                return [(node.field, "\0lit" + str(v.s[1]).casefold(), -1)]
+            return [(node.field, frag, re.IGNORECASE | re.DOTALL)]
+        if isinstance(v, SigmaRegularExpression):
+            f = 0
+            for flag in v.flags:
+                f |= v.sigma_to_python_flags[flag]
+            return [(node.field, str(v.regexp), f)]
+    return None
+
+
 def _compile(node: Any) -> Matcher:
     if isinstance(node, ConditionAND):
         subs = [_compile(a) for a in node.args]
         return lambda ev: all(s(ev) for s in subs)
     if isinstance(node, ConditionOR):
-        subs = [_compile(a) for a in node.args]
+        by_field: dict[str, list[ConditionFieldEqualsValueExpression]] = {}
+        rest: list[Any] = []
+        for a in node.args:
+            if isinstance(a, ConditionFieldEqualsValueExpression) and isinstance(
+                    a.value, SigmaString | SigmaRegularExpression):
+                by_field.setdefault(a.field, []).append(a)
+            else:
+                rest.append(a)
+        subs: list[Matcher] = []
+        for fname, leaves in by_field.items():
+            merged = _merged(fname, leaves) if len(leaves) > 1 else None
+            if merged is None:
+                rest.extend(leaves)
+            else:
+                subs.append(merged)
+        subs += [_compile(a) for a in rest]
+        if len(subs) == 1:
+            return subs[0]
         return lambda ev: any(s(ev) for s in subs)
     if isinstance(node, ConditionNOT):
         sub = _compile(node.args[0])
@@ -182,6 +294,7 @@ class CompiledRule:
     description: str
     matcher: Matcher = field(repr=False)
     group_by: str = "source.ip"
+    prefilter: Prefilter | None = field(default=None, repr=False)
 
     def matches(self, event: Event) -> bool:
         ds = self.dataset
@@ -198,6 +311,10 @@ def compile_rule(rule: SigmaRule) -> CompiledRule:
     except SigmaError as exc:
         raise RuleError(f"rule {rule.title!r}: {exc}") from exc
     subs = [_compile(t) for t in trees]
+    pre: Prefilter | None = []
+    for t in trees:
+        p = _prefilter(t)
+        pre = None if p is None or pre is None else pre + p
     matcher: Matcher = subs[0] if len(subs) == 1 else (lambda ev: any(s(ev) for s in subs))
     level = rule.level.name.lower() if rule.level is not None else "medium"
     severity, risk = LEVELS.get(level, (2, 47.0))
@@ -208,8 +325,70 @@ def compile_rule(rule: SigmaRule) -> CompiledRule:
         severity=severity, risk_score=risk,
         dataset=SERVICES.get(service, f"ztgw.{service}") if service else None,
         tags=tuple(str(t) for t in rule.tags), description=rule.description or "",
-        matcher=matcher, group_by=group_by,
+        matcher=matcher, group_by=group_by, prefilter=pre or None,
     )
+
+
+def _checker(frags: list[str], flags: int) -> Callable[[str], bool]:
+    """Substrings (case-folded ``in`` tests, far cheaper than a regex alternation of
+    literals in Python's engine) or regular expressions, each searched on its own."""
+    if flags == -1:
+        lits = tuple(dict.fromkeys(f[4:] for f in frags))
+
+        def contains_any(text: str) -> bool:
+            low = text.casefold()
+            return any(lit in low for lit in lits)
+        return contains_any
+    searches = [re.compile(f, flags).search for f in dict.fromkeys(frags)]
+    return lambda text: any(s(text) is not None for s in searches)
+
+
+class RuleSet:
+    """Rules indexed by dataset, with one combined prefilter regex per (field, flags): an
+    event no prefiltered rule can match costs a few regex searches, not every rule."""
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.rules = rules
+        datasets = {r.dataset for r in rules if r.dataset is not None}
+        self._plans: dict[str | None, tuple[list[tuple[tuple[str, ...], Callable[[str], bool]]],
+                                            list[CompiledRule],
+                                            list[CompiledRule]]] = {}
+        for ds in [*datasets, None]:
+            mine = [r for r in rules if r.dataset in (ds, None)]
+            pre = [r for r in mine if r.prefilter]
+            always = [r for r in mine if not r.prefilter]
+            groups: dict[tuple[str, int], list[str]] = {}
+            for r in pre:
+                for fname, frag, flags in r.prefilter or ():
+                    groups.setdefault((fname, flags), []).append(frag)
+            checks: list[tuple[tuple[str, ...], Callable[[str], bool]]] = []
+            try:
+                for (fname, flags), frags in groups.items():
+                    checks.append((tuple(fname.split(".")), _checker(frags, flags)))
+            except re.error:  # a fragment that cannot be compiled: no prefilter for this dataset
+                checks, always, pre = [], mine, []
+            self._plans[ds] = (checks, pre, always)
+
+    def candidates(self, ev: Event) -> list[CompiledRule]:
+        """The rules worth evaluating fully on ``ev`` (a superset of those that match)."""
+        meta = ev.get("event")
+        ds = meta.get("dataset") if isinstance(meta, dict) else None
+        plan = self._plans.get(ds) or self._plans[None]
+        checks, pre, always = plan
+        for parts, search in checks:
+            v: Any = ev
+            for p in parts:
+                v = v.get(p) if isinstance(v, dict) else None
+                if v is None:
+                    break
+            if v is None:
+                continue
+            if isinstance(v, list):
+                if any(search(str(x)) for x in v):
+                    return pre + always
+            elif search(str(v)):
+                return pre + always
+        return always
 
 
 def load_collection(paths: Iterable[Path] | None = None) -> SigmaCollection:

@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from itertools import pairwise
+from itertools import islice
 from typing import Any
 
 Event = dict[str, Any]
@@ -83,42 +83,116 @@ def get(ev: Event, *path: str) -> Any:
     return cur
 
 
+class View:
+    """The fields the detectors read, taken from an ECS event once (not once per detector)."""
+
+    __slots__ = ("action", "agent", "classification", "client", "data_dataset", "dataset", "ip",
+                 "nbytes", "outcome", "path", "records", "status", "token", "user", "user_id")
+
+    def __init__(self, ev: Event) -> None:
+        e = ev.get("event") or {}
+        self.dataset = e.get("dataset")
+        self.action = e.get("action")
+        self.outcome = e.get("outcome")
+        u = ev.get("user") or {}
+        self.user = u.get("name")
+        self.user_id = u.get("id")
+        self.ip = (ev.get("source") or {}).get("ip")
+        z = ev.get("ztgw") or {}
+        self.client = (z.get("oidc") or {}).get("client_id")
+        tok = z.get("token") or {}
+        self.token = tok.get("fingerprint") or tok.get("id")
+        d = z.get("data") or {}
+        self.records = d.get("records")
+        self.classification = d.get("classification")
+        self.data_dataset = d.get("dataset")
+        http = ev.get("http") or {}
+        resp = http.get("response") or {}
+        size = d.get("bytes")
+        if not isinstance(size, int):
+            size = (resp.get("body") or {}).get("bytes")
+        self.nbytes = size
+        self.agent = (ev.get("user_agent") or {}).get("original")
+        self.status = resp.get("status_code")
+        self.path = (ev.get("url") or {}).get("path")
+
+
+class Window:
+    """One key's events in the window, with a running tally of their values (so distinct
+    counts and sums cost O(1) per event instead of a pass over the window)."""
+
+    __slots__ = ("q", "sum_a", "sum_b", "tally")
+
+    def __init__(self) -> None:
+        self.q: deque[tuple[float, str, Any]] = deque()
+        self.tally: dict[Any, int] = {}
+        self.sum_a = 0
+        self.sum_b = 0
+
+    def __len__(self) -> int:
+        return len(self.q)
+
+    def _drop(self) -> None:
+        _, _, v = self.q.popleft()
+        if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], int) and isinstance(v[1], int):
+            self.sum_a -= v[0]
+            self.sum_b -= v[1]
+        n = self.tally.get(v, 0) - 1
+        if n <= 0:
+            self.tally.pop(v, None)
+        else:
+            self.tally[v] = n
+
+    def ids(self) -> tuple[str, ...]:
+        q = self.q
+        return tuple(q[i][1] for i in range(max(0, len(q) - MAX_EVIDENCE), len(q)))
+
+    def values(self) -> list[Any]:
+        return [v for _, _, v in self.q]
+
+
 class Windows:
     """Per-key sliding windows with a bound on the number of keys."""
 
     def __init__(self, span: float) -> None:
         self.span = span
-        self._keys: OrderedDict[str, deque[tuple[float, str, Any]]] = OrderedDict()
+        self._keys: OrderedDict[str, Window] = OrderedDict()
 
-    def add(self, key: str, ts: float, eid: str, value: Any = None) -> deque[tuple[float, str, Any]]:
-        q = self._keys.get(key)
-        if q is None:
-            q = self._keys[key] = deque()
+    def add(self, key: str, ts: float, eid: str, value: Any = None) -> Window:
+        w = self._keys.get(key)
+        if w is None:
+            w = self._keys[key] = Window()
             if len(self._keys) > MAX_KEYS:
                 self._keys.popitem(last=False)
         else:
             self._keys.move_to_end(key)
-        q.append((ts, eid, value))
+        w.q.append((ts, eid, value))
+        w.tally[value] = w.tally.get(value, 0) + 1
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int) \
+                and isinstance(value[1], int):
+            w.sum_a += value[0]
+            w.sum_b += value[1]
         limit = ts - self.span
+        q = w.q
         while q and q[0][0] < limit:
-            q.popleft()
+            w._drop()
         if len(q) > 10_000:  # bounded even inside the window
-            q.popleft()
-        return q
+            w._drop()
+        return w
 
     def clear(self, key: str) -> None:
         self._keys.pop(key, None)
 
 
-def _ids(q: Any) -> tuple[str, ...]:
-    return tuple(e for _, e, _ in list(q)[-MAX_EVIDENCE:])
+def _ids(w: Window) -> tuple[str, ...]:
+    return w.ids()
 
 
 class Detector:
     rule_id = ""
     rule_name = ""
 
-    def observe(self, ev: Event, ts: float, eid: str) -> Iterator[Finding]:
+    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
         raise NotImplementedError
 
 
@@ -129,13 +203,13 @@ class BruteForce(Detector):
         self.t = t
         self.w = Windows(t.brute_force_window)
 
-    def observe(self, ev: Event, ts: float, eid: str) -> Iterator[Finding]:
-        if get(ev, "event", "action") not in LOGIN_FAILURES:
+    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+        if v.action not in LOGIN_FAILURES:
             return
-        user = get(ev, "user", "name")
-        client = get(ev, "ztgw", "oidc", "client_id")
-        ip = get(ev, "source", "ip")
-        token_ep = get(ev, "event", "action") == "token-request-failed"
+        user = v.user
+        client = v.client
+        ip = v.ip
+        token_ep = v.action == "token-request-failed"
         # the token endpoint may not know which client failed (bad Basic credentials): then
         # the guessing address is the key
         account = user if user and user != "(unknown)" else (
@@ -144,7 +218,7 @@ class BruteForce(Detector):
             return
         q = self.w.add(account, ts, eid)
         if len(q) >= self.t.brute_force_failures:
-            ips = sorted({str(get(ev, "source", "ip") or "")} - {""})
+            ips = sorted({str(v.ip or "")} - {""})
             yield Finding(self.rule_id, self.rule_name, 3, 73.0, account,
                           f"{len(q)} failed sign-ins for {account} within "
                           f"{int(self.t.brute_force_window)} s", _ids(q),
@@ -159,19 +233,19 @@ class Spraying(Detector):
         self.t = t
         self.w = Windows(t.spray_window)
 
-    def observe(self, ev: Event, ts: float, eid: str) -> Iterator[Finding]:
-        if get(ev, "event", "action") != "login-failed":
+    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+        if v.action != "login-failed":
             return
-        ip, user = get(ev, "source", "ip"), get(ev, "user", "name")
+        ip, user = v.ip, v.user
         if not ip or not user or user == "(unknown)":
             return
         q = self.w.add(ip, ts, eid, user)
-        users = {u for _, _, u in q}
-        if len(users) >= self.t.spray_accounts:
+        users = len(q.tally)
+        if users >= self.t.spray_accounts:
             yield Finding(self.rule_id, self.rule_name, 3, 73.0, ip,
-                          f"{len(users)} accounts failed to sign in from {ip}", _ids(q),
+                          f"{users} accounts failed to sign in from {ip}", _ids(q),
                           source_ip=ip, category="password-spraying",
-                          extra={"accounts": len(users)})
+                          extra={"accounts": users})
 
 
 class Stuffing(Detector):
@@ -181,26 +255,29 @@ class Stuffing(Detector):
         self.t = t
         self.w = Windows(t.stuffing_window)
 
-    def observe(self, ev: Event, ts: float, eid: str) -> Iterator[Finding]:
-        action = get(ev, "event", "action")
+    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+        action = v.action
         if action not in ("login-failed", "login-succeeded"):
             return
-        ip = get(ev, "source", "ip")
+        ip = v.ip
         if not ip:
             return
-        user = get(ev, "user", "name") or "(unknown)"
+        user = v.user or "(unknown)"
         q = self.w.add(ip, ts, eid, (action, user))
-        failed = [u for _, _, (a, u) in q if a == "login-failed"]
-        if len(failed) < self.t.stuffing_attempts:
+        if action != "login-failed":
             return
-        unknown = sum(1 for u in failed if u == "(unknown)")
-        hits = {u for _, _, (a, u) in q if a == "login-succeeded"}
-        if unknown / len(failed) >= self.t.stuffing_unknown_ratio or (hits and len(set(failed)) >= 3):
+        failed = sum(n for (a, _), n in q.tally.items() if a == "login-failed")
+        if failed < self.t.stuffing_attempts:
+            return
+        unknown = q.tally.get(("login-failed", "(unknown)"), 0)
+        hits = {u for (a, u) in q.tally if a == "login-succeeded"}
+        distinct_failed = sum(1 for (a, _) in q.tally if a == "login-failed")
+        if unknown / failed >= self.t.stuffing_unknown_ratio or (hits and distinct_failed >= 3):
             yield Finding(self.rule_id, self.rule_name, 3 if not hits else 4, 80.0 if not hits else 95.0,
-                          ip, f"{len(failed)} failed sign-ins ({unknown} unknown accounts, "
+                          ip, f"{failed} failed sign-ins ({unknown} unknown accounts, "
                           f"{len(hits)} successes) from {ip}", _ids(q), source_ip=ip,
                           category="credential-stuffing",
-                          extra={"failures": len(failed), "unknown": unknown, "successes": len(hits)})
+                          extra={"failures": failed, "unknown": unknown, "successes": len(hits)})
 
 
 class TokenReplay(Detector):
@@ -211,33 +288,32 @@ class TokenReplay(Detector):
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
-        self.w = Windows(t.replay_window)
+        self.w = Windows(t.replay_window)  # addresses per token/principal
+        self.agents = Windows(t.replay_window)  # user agents per token
 
-    def observe(self, ev: Event, ts: float, eid: str) -> Iterator[Finding]:
-        if get(ev, "event", "dataset") != "ztgw.access":
+    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+        if v.dataset != "ztgw.access":
             return
-        ip = get(ev, "source", "ip")
+        ip = v.ip
         if not ip:
             return
-        fp = get(ev, "ztgw", "token", "fingerprint") or get(ev, "ztgw", "token", "id")
+        fp = v.token
         if fp:
             key, need = f"token:{fp}", self.t.replay_addresses
         else:
-            principal = get(ev, "user", "id") or get(ev, "user", "name")
+            principal = v.user_id or v.user
             if not principal:
                 return
-            client = get(ev, "ztgw", "oidc", "client_id") or ""
+            client = v.client or ""
             key, need = f"principal:{principal}/{client}", self.t.replay_principal_addresses
-        agent = get(ev, "user_agent", "original") or ""
-        q = self.w.add(key, ts, eid, (ip, agent))
-        addresses = {a for _, _, (a, _) in q}
-        agents = {g for _, _, (_, g) in q}
-        if len(addresses) >= need or (fp and len(agents) >= need + 1):
+        q = self.w.add(key, ts, eid, ip)
+        n_agents = len(self.agents.add(key, ts, eid, v.agent or "").tally) if fp else 0
+        if len(q.tally) >= need or n_agents >= need + 1:
             yield Finding(self.rule_id, self.rule_name, 4, 90.0, key,
-                          f"{key.split(':', 1)[0]} used from {len(addresses)} addresses and "
-                          f"{len(agents)} user agents", _ids(q), source_ip=ip,
-                          user=get(ev, "user", "name"), category="token-replay",
-                          extra={"addresses": sorted(addresses)[:20]})
+                          f"{key.split(':', 1)[0]} used from {len(q.tally)} addresses"
+                          + (f" and {n_agents} user agents" if fp else ""), _ids(q), source_ip=ip,
+                          user=v.user, category="token-replay",
+                          extra={"addresses": list(islice(q.tally, 20))})
 
 
 class Enumeration(Detector):
@@ -248,38 +324,46 @@ class Enumeration(Detector):
         self.denials = Windows(t.enum_window)
         self.ids = Windows(t.enum_sequential_window)
 
-    def observe(self, ev: Event, ts: float, eid: str) -> Iterator[Finding]:
-        if get(ev, "event", "dataset") != "ztgw.access":
+    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+        if v.dataset != "ztgw.access":
             return
-        ip = get(ev, "source", "ip")
-        who = get(ev, "user", "name") or ip
-        status = get(ev, "http", "response", "status_code")
+        ip = v.ip
+        who = v.user or ip
+        status = v.status
         if status in DENIED_STATUSES and ip:
             q = self.denials.add(ip, ts, eid)
             if len(q) >= self.t.enum_denials:
                 yield Finding(self.rule_id, self.rule_name, 2, 55.0, f"denials:{ip}",
                               f"{len(q)} 401/403/404 answers to {ip} within "
                               f"{int(self.t.enum_window)} s", _ids(q), source_ip=ip,
-                              user=get(ev, "user", "name"), category="enumeration")
-        path = get(ev, "url", "path")
+                              user=v.user, category="enumeration")
+        path = v.path
         if not who or not isinstance(path, str):
             return
         prefix, _, last = path.rstrip("/").rpartition("/")
         m = _DIGITS.search(last)
         if not m or not prefix:
             return
-        q = self.ids.add(f"{who}|{prefix}", ts, eid, int(m.group(1)[-15:]))
-        if len(q) < self.t.enum_sequential:
+        ident = int(m.group(1)[-15:])
+        q = self.ids.add(f"{who}|{prefix}", ts, eid, ident)
+        if len(q.tally) < self.t.enum_sequential:
             return
-        values = sorted({v for _, _, v in q})
-        run = best = 1
-        for a, b in pairwise(values):
-            run = run + 1 if 0 < b - a <= 2 else 1
-            best = max(best, run)
+        # the run of identifiers (gaps of at most 2) that the new one belongs to: O(run)
+        seen = q.tally
+        best = 1
+        for step in (-1, 1):
+            cur = ident
+            while True:
+                nxt = (cur + step if cur + step in seen
+                       else cur + 2 * step if cur + 2 * step in seen else None)
+                if nxt is None or best > 10_000:
+                    break
+                best += 1
+                cur = nxt
         if best >= self.t.enum_sequential:
             yield Finding(self.rule_id, self.rule_name, 3, 70.0, f"sequential:{who}|{prefix}",
                           f"{best} consecutive identifiers under {prefix} read by {who}",
-                          _ids(q), source_ip=ip, user=get(ev, "user", "name"),
+                          _ids(q), source_ip=ip, user=v.user,
                           category="enumeration", extra={"run": best})
 
 
@@ -293,21 +377,19 @@ class Exfiltration(Detector):
         self.w = Windows(t.exfil_window)
         self.baseline: dict[str, float] = {}
 
-    def observe(self, ev: Event, ts: float, eid: str) -> Iterator[Finding]:
-        if get(ev, "event", "dataset") != "ztgw.access":
+    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+        if v.dataset != "ztgw.access":
             return
-        records = get(ev, "ztgw", "data", "records")
-        size = get(ev, "ztgw", "data", "bytes")
-        if not isinstance(size, int):
-            size = get(ev, "http", "response", "body", "bytes")
+        records = v.records
+        size = v.nbytes
         if not isinstance(records, int) and not isinstance(size, int):
             return
-        who = get(ev, "user", "name") or get(ev, "ztgw", "oidc", "client_id")
+        who = v.user or v.client
         if not who:
             return
-        q = self.w.add(who, ts, eid, (records or 0, size or 0))
-        total = sum(r for _, _, (r, _) in q)
-        nbytes = sum(b for _, _, (_, b) in q)
+        q = self.w.add(who, ts, eid, (records if isinstance(records, int) else 0,
+                                      size if isinstance(size, int) else 0))
+        total, nbytes = q.sum_a, q.sum_b
         base = self.baseline.get(who, 0.0)
         # exponentially weighted per-window baseline, learnt from quiet windows only
         limit = max(self.t.exfil_min_records, self.t.exfil_factor * base)
@@ -315,7 +397,7 @@ class Exfiltration(Detector):
             yield Finding(self.rule_id, self.rule_name, 4, 92.0, who,
                           f"{who} read {total} records ({nbytes} bytes) within "
                           f"{int(self.t.exfil_window)} s (baseline {base:.0f})", _ids(q),
-                          source_ip=get(ev, "source", "ip"), user=who, category="exfiltration",
+                          source_ip=v.ip, user=who, category="exfiltration",
                           extra={"records": total, "bytes": nbytes, "baseline": round(base, 1)})
         elif len(self.baseline) < MAX_KEYS or who in self.baseline:
             self.baseline[who] = 0.98 * base + 0.02 * total if base else float(total)
@@ -328,17 +410,17 @@ class OffHoursCore(Detector):
         self.t = t
         self.tz = timezone(timedelta(hours=t.utc_offset_hours))
 
-    def observe(self, ev: Event, ts: float, eid: str) -> Iterator[Finding]:
-        if get(ev, "ztgw", "data", "classification") != CORE or get(ev, "event", "outcome") != "success":
+    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+        if v.classification != CORE or v.outcome != "success":
             return
         local = datetime.fromtimestamp(ts, self.tz)
         if local.weekday() in self.t.workdays and self.t.work_start <= local.hour < self.t.work_end:
             return
-        who = get(ev, "user", "name") or get(ev, "ztgw", "oidc", "client_id") or "?"
+        who = v.user or v.client or "?"
         yield Finding(self.rule_id, self.rule_name, 3, 68.0, str(who),
-                      f"{who} read 核心 data ({get(ev, 'ztgw', 'data', 'dataset')}) at "
-                      f"{local:%a %H:%M} local time", (eid,), source_ip=get(ev, "source", "ip"),
-                      user=get(ev, "user", "name"), category="off-hours")
+                      f"{who} read 核心 data ({v.data_dataset}) at "
+                      f"{local:%a %H:%M} local time", (eid,), source_ip=v.ip,
+                      user=v.user, category="off-hours")
 
 
 def default_detectors(t: Thresholds | None = None) -> list[Detector]:

@@ -1,0 +1,124 @@
+"""Detection engine throughput: can it keep up with the audit stream?
+
+Builds a realistic mix of ECS events with the audit package's own builders (85 % allowed
+data reads by 500 service principals, each from its own one or two of 2,000 addresses; 5 %
+refusals, 8 % sign-in events from any address, 2 % attacks: injection payloads, scanner
+user agents, brute force, token replay), then runs ``DetectionEngine.process`` (every
+bundled Sigma rule + every stateful detector, alerts built and de-duplicated; responses off)
+over them.
+
+Peer, measured in the same run on the same events: ``orjson.loads`` of each event's JSON —
+the least work any consumer of the stored trail does per event (the engine's service reads
+the store's JSON and decodes it before detection).  Ratios are paired per round.
+
+Target (issue 10): ≥ 20,000 events/s on this machine.
+
+    .venv/bin/python bench/detect_bench.py [--events 60000] [--rounds 5] [--budget 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ztgw.audit.events import access_event, auth_event
+from ztgw.scanners.engine import DetectionEngine, DetectionSettings
+
+PAYLOADS = ["1' OR '1'='1", "1 UNION SELECT a,b FROM users--", "..%2f..%2fetc%2fpasswd",
+            "<script>alert(1)</script>", "http:%2f%2f169.254.169.254%2f", "1) AND 1=1 AND (2=2"]
+AGENTS = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "python-httpx/0.28.1", "okhttp/4.12",
+          "Java/17.0.9", "Apache-HttpClient/5.2"]
+SCANNERS = ["sqlmap/1.7.2#stable", "Mozilla/5.00 (Nikto/2.5.0)", "Nuclei - Open-source project"]
+
+
+def make_events(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    rnd = random.Random(seed)
+    t0 = datetime(2026, 11, 18, 2, 0, tzinfo=UTC).timestamp()
+    principals = [f"svc-{i}" for i in range(500)]
+    ips = [f"10.{i // 250}.{i % 250}.{rnd.randrange(1, 250)}" for i in range(2000)]
+    # a service principal calls from its own one or two hosts; people sign in from anywhere
+    homes = {p: rnd.sample(ips, rnd.choice([1, 2])) for p in principals}
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        ts = t0 + i / 2000.0  # 2,000 events/s of simulated traffic
+        r = rnd.random()
+        user = rnd.choice(principals)
+        ip = rnd.choice(homes[user]) if r >= 0.08 else rnd.choice(ips)
+        if r < 0.08:
+            action = rnd.choice(["login-failed", "login-succeeded", "token-issued", "login-failed"])
+            ev = auth_event(action=action, outcome="failure" if "failed" in action else "success",
+                            request_id=f"r{i}", client_id="portal", source_ip=ip,
+                            user=rnd.choice(["(unknown)", user]))
+        else:
+            path = f"/api/population/persons/{110101199000000000 + rnd.randrange(10**8)}"
+            status, ua = 200, rnd.choice(AGENTS)
+            if r < 0.13:
+                status = rnd.choice([401, 403, 404])
+            elif r < 0.15:
+                path = "/api/population/persons/" + rnd.choice(PAYLOADS)
+                status = 400
+            elif r < 0.16:
+                ua = rnd.choice(SCANNERS)
+            elif r < 0.5:
+                path = "/api/population/persons"
+            now = time.time_ns()
+            ev = access_event(
+                request_id=f"r{i}", method="GET", path=path, query_keys=["page", "size"],
+                status=status, outcome="success" if status == 200 else "failure", source_ip=ip,
+                user_agent=ua, started_ns=now, ended_ns=now,
+                subject={"id": f"client:{user}", "name": user, "roles": ["r"], "client_id": user},
+                decision={"effect": "allow" if status == 200 else "deny", "reason": "x"},
+                data={"dataset": "population.persons", "classification": rnd.choice(["一般", "重要", "核心"]),
+                      "records": rnd.choice([1, 20, 100]) if status == 200 else 0})
+        ev["@timestamp"] = datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+        out.append(ev)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=90.0, help="wall-clock seconds for the rounds")
+    args = ap.parse_args()
+    events = make_events(args.events)
+    raw = [orjson.dumps(e) for e in events]
+    engine_rates: list[float] = []
+    peer_rates: list[float] = []
+    ratios: list[float] = []
+    alerts = 0
+    deadline = time.monotonic() + args.budget
+    for _ in range(args.rounds):
+        if time.monotonic() > deadline:
+            break
+        t = time.perf_counter()
+        for b in raw:
+            orjson.loads(b)
+        peer = len(raw) / (time.perf_counter() - t)
+        eng = DetectionEngine(settings=DetectionSettings(dedup_window=300.0))
+        t = time.perf_counter()
+        alerts = len(eng.process(events))
+        rate = len(events) / (time.perf_counter() - t)
+        engine_rates.append(rate)
+        peer_rates.append(peer)
+        ratios.append(rate / peer)
+    e = DetectionEngine()
+    print(f"events per round: {len(events)}  rules: {len(e.rules)} Sigma + {len(e.detectors)} stateful  "
+          f"alerts per round: {alerts}  rounds: {len(engine_rates)}")
+    print(f"detection engine : median {statistics.median(engine_rates):>10,.0f} events/s  "
+          f"(min {min(engine_rates):,.0f}, max {max(engine_rates):,.0f})")
+    print(f"orjson.loads peer: median {statistics.median(peer_rates):>10,.0f} events/s")
+    print(f"engine / peer    : median {statistics.median(ratios):.3f} (paired per round)")
+    target = 20_000
+    verdict = "meets" if statistics.median(engine_rates) >= target else "MISSES"
+    print(f"target {target:,} events/s: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
