@@ -441,18 +441,31 @@ def _print(doc: Any) -> None:
 @policy_app.command("install")
 def install_cmd(ctx: typer.Context,
                 bundle: Annotated[Path, typer.Argument(help="bundle folder to make active")],
+                skip_tests: Annotated[bool, typer.Option(
+                    "--skip-tests", help="install even if the bundle's own tests fail")] = False,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Check a bundle (signature too, when required) and make it the active one; running
-    gateways pick it up within the reload interval (at once over Redis when configured)."""
+    """Check a bundle (signature too, when required; its tests/*.yaml must pass) and make it
+    the active one; running gateways pick it up within the reload interval (at once over
+    Redis when configured)."""
+    from ztgw.policies.testing import run_dir
+
     settings: Settings = ctx.obj
     try:
         policy = load_policy(settings, bundle)
+        results = run_dir(bundle) if any((bundle / "tests").glob("*.yaml")) else []
     except BundleSignatureError as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(1) from exc
     except (BundleError, OSError) as exc:
         typer.echo(f"invalid bundle: {exc}", err=True)
         raise typer.Exit(2) from exc
+    failed = [r for r in results if not r.passed]
+    if failed and not skip_tests:
+        for r in failed:
+            typer.echo(f"FAIL  {r.file}: {r.name}: {'; '.join(r.failures)}", err=True)
+        typer.echo(f"refused: {len(failed)} of the bundle's own tests fail (--skip-tests to "
+                   "install anyway)", err=True)
+        raise typer.Exit(1)
     install_bundle(bundle, settings.bundle_path)
     notified = False
     if settings.policy_redis_url is not None:
@@ -464,7 +477,8 @@ def install_cmd(ctx: typer.Context,
             typer.echo(f"warning: could not notify replicas over redis ({type(exc).__name__})",
                        err=True)
     doc = {"installed": str(settings.bundle_path), "bundle": policy.bundle.name,
-           "version": policy.bundle.version, "rules": len(policy.rules), "redis_notified": notified}
+           "version": policy.bundle.version, "rules": len(policy.rules), "redis_notified": notified,
+           "tests": {"passed": len(results) - len(failed), "failed": len(failed)}}
     _print(doc) if as_json else typer.echo(
         f"installed {doc['bundle']} {doc['version']} ({doc['rules']} rules) at {doc['installed']}")
 

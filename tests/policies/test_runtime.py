@@ -168,3 +168,25 @@ async def test_status_file_tracks_what_the_worker_enforces(tmp_path: Path) -> No
     finally:
         await rt.stop()
     assert not rt.status_file().exists()
+
+
+def test_install_runs_the_bundle_tests_first(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ztgw.gateway.policy_runtime import policy_app
+
+    settings, active = make(tmp_path)
+    # the rule changes but the bundle's own tests still expect the old behaviour
+    candidate = staged(tmp_path, "candidate", "subjects: [role:population-analyst]\n",
+                       "subjects: [role:nobody]\n")
+    runner = CliRunner()
+    out = runner.invoke(policy_app, ["install", str(candidate)], obj=settings)
+    assert out.exit_code == 1 and "of the bundle's own tests fail" in out.output
+    assert "role:population-analyst" in (active / "policy.yaml").read_text(encoding="utf-8")
+    out = runner.invoke(policy_app, ["install", str(candidate), "--skip-tests", "--json"],
+                        obj=settings)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["tests"]["failed"] >= 1
+    assert "role:nobody" in (active / "policy.yaml").read_text(encoding="utf-8")
