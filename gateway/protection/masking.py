@@ -181,15 +181,30 @@ class MaskPlan:
 
     # ------------------------------------------------------------------ bodies
 
+    def records(self, recs: list[Any]) -> tuple[int, set[str]]:
+        """Mask a list of records in place: (records, touched). Same result as :meth:`record`
+        on each, but field-only plans run column by column (less interpreter overhead)."""
+        dicts = [r for r in recs if type(r) is dict]
+        if self.paths or self.types:
+            touched: set[str] = set()
+            for rec in dicts:
+                touched |= self.record(rec)
+            return len(dicts), touched
+        touched = set()
+        for name, masker in self.maskers.items():
+            hit = False
+            for rec in dicts:
+                if name in rec:
+                    rec[name] = masker(rec[name])
+                    hit = True
+            if hit:
+                touched.add(name)
+        return len(dicts), touched
+
     def json_body(self, body: bytes) -> tuple[bytes, int, set[str]]:
         """Mask a JSON list page ``{"items": [...]}``, a bare list or a single record."""
         doc = orjson.loads(body)
-        touched: set[str] = set()
-        records = 0
-        for rec in records_of(doc):
-            if isinstance(rec, dict):
-                touched |= self.record(rec)
-                records += 1
+        records, touched = self.records(records_of(doc))
         return orjson.dumps(doc), records, touched
 
     def ndjson_body(self, body: bytes) -> tuple[bytes, int, set[str]]:

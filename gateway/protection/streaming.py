@@ -87,8 +87,15 @@ class Pipeline:
     def json_body(self, body: bytes) -> bytes:
         """A whole JSON body parsed at once (fastest when the body is already in memory)."""
         doc = orjson.loads(body)
-        for rec in records_of(doc):
-            self.record(rec)
+        recs = records_of(doc)
+        if self.mask is not None:
+            n, touched = self.mask.records(recs)
+            self.touched |= touched
+        else:
+            n = sum(1 for r in recs if type(r) is dict)
+        if self.watermark is not None:
+            self.watermark.records(recs)
+        self.records += n
         return orjson.dumps(doc)
 
     def body(self, body: bytes, fmt: str, encoding: str = "identity", *,

@@ -397,6 +397,37 @@ class WatermarkPlan:
                     self._seen[k] = 1
         return n
 
+    def records(self, recs: list[Any]) -> int:
+        """Mark a list of records in place (column by column once the carriers are learnt)."""
+        learnt = 0
+        i = 0
+        while self._keys is None and i < len(recs):
+            if type(recs[i]) is dict:
+                learnt += self.record(recs[i])  # counts its own bits
+            i += 1
+        if self._keys is None:
+            return learnt
+        mark, cw, memo = self.marker.mark_value, self.codeword, self._memo
+        rest = [r for r in recs[i:] if type(r) is dict]
+        n = 0
+        for k in self._keys:
+            for rec in rest:
+                v = rec.get(k)
+                t = type(v)
+                if t is str or t is float:
+                    hit = memo.get(v)
+                    if hit is None:
+                        hit = mark(v, cw)
+                        if len(memo) < MEMO_SIZE:
+                            memo[v] = hit
+                    if hit[1]:
+                        rec[k] = hit[0]
+                        n += hit[1]
+                elif t is dict or t is list:
+                    n += _NestedPlan(self.marker, cw)._record({k: v}, (k,), learn=False)
+        self.bits += n
+        return learnt + n
+
     def csv_row(self, row: list[str]) -> None:  # CSV rows are short lists: visit every cell
         mark, cw = self.marker.mark_value, self.codeword
         for i, cell in enumerate(row):
@@ -407,12 +438,9 @@ class WatermarkPlan:
 
     def json_body(self, body: bytes) -> tuple[bytes, int]:
         doc = orjson.loads(body)
-        n = 0
-        for rec in records_of(doc):
-            if isinstance(rec, dict):
-                self.record(rec)
-                n += 1
-        return orjson.dumps(doc), n
+        recs = records_of(doc)
+        self.records(recs)
+        return orjson.dumps(doc), sum(1 for r in recs if type(r) is dict)
 
 
 class _NestedPlan:

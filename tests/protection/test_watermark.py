@@ -209,3 +209,18 @@ def test_binomial_tail() -> None:
     assert binomial_tail(10, 10) == pytest.approx(2**-10)
     assert binomial_tail(3, 2) == pytest.approx(0.5)
     assert binomial_tail(2000, 2000) == pytest.approx(0.0, abs=1e-300)
+
+
+def test_batch_marking_equals_record_by_record() -> None:
+    wm = Watermarker(KEY)
+    recs = copy.deepcopy(get_dataset("contributions")[:300])
+    for i, r in enumerate(recs):
+        r["extra"] = {"addr": get_dataset("persons")[i]["address"], "fee": 12.5 + i}
+        r["items"] = [{"note": "北京市朝阳区建国路88号"}]
+    a, b = copy.deepcopy(recs), copy.deepcopy(recs)
+    pa, pb = wm.plan("app", "req"), wm.plan("app", "req")
+    for rec in a:
+        pa.record(rec)
+    pb.records(b)
+    assert a == b and pa.bits == pb.bits > 0
+    assert a != recs
