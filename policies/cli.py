@@ -59,6 +59,18 @@ def _kv(items: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
+def _safe(hook: Callable[..., Any] | None, *args: Any) -> Any:
+    """Call a directory/catalogue hook; if the store cannot be read, say so and go on without."""
+    if hook is None:
+        return None
+    try:
+        return hook(*args)
+    except Exception as exc:
+        typer.echo(f"warning: directory/catalogue unavailable ({type(exc).__name__}); "
+                   "using the command line only", err=True)
+        return None
+
+
 def build_app(hooks: Hooks | None = None) -> typer.Typer:
     hooks = hooks or Hooks()
     app = typer.Typer(help="Policy bundles: test, explain, sign, verify, query.",
@@ -127,6 +139,7 @@ def build_app(hooks: Hooks | None = None) -> typer.Typer:
         subject: Annotated[str, typer.Option(help="client:ID or user:NAME")],
         resource: Annotated[str, typer.Option(help="dataset id, e.g. population.persons")],
         action: Annotated[str, typer.Option(help="read|write|delete|admin")] = "read",
+        client: Annotated[str | None, typer.Option(help="the application a user acts through")] = None,
         role: Annotated[list[str] | None, typer.Option(help="role (adds to the directory's)")] = None,
         dept: Annotated[str | None, typer.Option(help="department")] = None,
         clearance: Annotated[str | None, typer.Option(help="一般/重要/核心")] = None,
@@ -141,19 +154,21 @@ def build_app(hooks: Hooks | None = None) -> typer.Typer:
     ) -> None:
         """Show the decision, the rules that matched and the conditions that failed."""
         p = compiled(ctx, bundle)
-        known = hooks.subject(ctx.obj, subject) if hooks.subject else None
+        known = _safe(hooks.subject, ctx.obj, subject)
         try:
             base = ({"id": known.id, "client_id": known.client_id, "roles": sorted(known.roles),
                      "department": known.department, "clearance": int(known.clearance),
                      "attributes": dict(known.attributes)} if known else {"id": subject})
             base["roles"] = sorted({*base.get("roles", ()), *(role or ())})
+            if client is not None:
+                base["client_id"] = client
             if dept is not None:
                 base["department"] = dept
             if clearance is not None:
                 base["clearance"] = clearance
             base["attributes"] = {**base.get("attributes", {}), **_kv(attr, "--attr")}
             sub = subject_from(base)
-            known_res = hooks.resource(ctx.obj, resource) if hooks.resource else None
+            known_res = _safe(hooks.resource, ctx.obj, resource)
             res = known_res or resource_from({"dataset": resource})
             res = resource_from({
                 "dataset": res.dataset,
@@ -194,7 +209,7 @@ def build_app(hooks: Hooks | None = None) -> typer.Typer:
         directory, also the known applications and users it covers."""
         p = compiled(ctx, bundle)
         entries = p.subjects_for(dataset, action)
-        known = p.principals_for(dataset, action, hooks.principals(ctx.obj)) if hooks.principals else []
+        known = p.principals_for(dataset, action, _safe(hooks.principals, ctx.obj) or [])
         if as_json:
             _print_json({"dataset": dataset, "action": action, "grants": entries,
                          "principals": known})
@@ -217,7 +232,7 @@ def build_app(hooks: Hooks | None = None) -> typer.Typer:
                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """The catalogued datasets (and field masks) a subject may access now."""
         p = compiled(ctx, bundle)
-        known = hooks.subject(ctx.obj, subject) if hooks.subject else None
+        known = _safe(hooks.subject, ctx.obj, subject)
         sub = known or subject_from({"id": subject, "roles": role or []})
         if role and known:
             sub = subject_from({"id": known.id, "client_id": known.client_id,
@@ -225,7 +240,7 @@ def build_app(hooks: Hooks | None = None) -> typer.Typer:
                                 "department": known.department,
                                 "clearance": int(known.clearance),
                                 "attributes": dict(known.attributes)})
-        datasets = hooks.datasets(ctx.obj) if hooks.datasets else []
+        datasets = _safe(hooks.datasets, ctx.obj) or []
         if not datasets:
             names = sorted({d for r in p.bundle.rules for d in r.datasets if "*" not in d})
             datasets = [resource_from(n) for n in names]
