@@ -437,3 +437,34 @@ def test_decisions_do_not_depend_on_the_spelling_of_the_dataset(doc: dict[str, A
     other = p.decide(s, res(ds=spelled, cls=cls), act, e)
     assert (other.effect, other.rule_id, other.matched_rules) == (base.effect, base.rule_id,
                                                                   base.matched_rules), spelled
+
+
+def test_memo_follows_directory_changes_of_the_same_subject() -> None:
+    p = policy(allow("a", when={"clearance_at_least": "重要"}), deny("d", subjects=["dept:停用"]))
+    assert not p.decide(sub("x", clearance=G), res(), "read", env()).allowed
+    assert p.decide(sub("x", clearance=IMP), res(), "read", env()).allowed  # clearance raised
+    assert not p.decide(sub("x", roles=()), res(), "read", env()).allowed  # role removed
+    assert p.decide(sub("x", clearance=IMP, dept="公安"), res(), "read", env()).allowed
+    assert p.decide(sub("x", clearance=IMP, dept="停用"), res(), "read", env()).rule_id == "d"
+
+
+def test_decisions_stay_right_when_the_memo_tables_are_evicted(monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    import random
+
+    from ztgw.policies import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "MAX_CACHE", 3)
+    doc = {"bundle": "p", "version": "1", "roles": [["role:a", "role:b"]], "rules": [
+        allow("a1", subjects=["role:b"], datasets=["x.*"]),
+        allow("a2", subjects=["role:c"], datasets=["x.one"], when={"zones": ["gov"]}),
+        deny("d1", subjects=["role:c"], datasets=["x.two"]),
+    ]}
+    p = CompiledPolicy(parse_bundle(doc))
+    rnd = random.Random(7)
+    for _ in range(300):
+        s = sub(roles=tuple(rnd.sample(ROLES, rnd.randint(0, 2))))
+        r = res(ds=rnd.choice(DATASETS))
+        e = env(zone=rnd.choice([None, "gov"]))
+        d = p.decide(s, r, "read", e)
+        assert (d.effect, d.rule_id, d.matched_rules) == reference(p.bundle, s, r, "read", e)
