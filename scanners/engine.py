@@ -121,6 +121,7 @@ class DetectionEngine:
         self.errors = 0
         # rules indexed by the dataset they read: an event meets only its own rules
         self._ruleset = RuleSet(self.rules)
+        self._detectors_for: dict[Any, list[Detector]] = {}
 
     def _sigma(self, ev: Event, ts: float, eid: str) -> Iterable[Finding]:
         for rule in self._ruleset.candidates(ev):
@@ -147,8 +148,14 @@ class DetectionEngine:
             try:
                 findings = list(self._sigma(ev, ts, eid))
                 view = View(ev)
-                for det in self.detectors:
-                    findings.extend(det.observe(view, ts, eid))
+                dets = self._detectors_for.get(view.dataset)
+                if dets is None:
+                    dets = self._detectors_for[view.dataset] = [
+                        d for d in self.detectors if d.datasets is None or view.dataset in d.datasets]
+                for det in dets:
+                    found = det.observe(view, ts, eid)
+                    if found:
+                        findings.extend(found)
             except Exception as exc:  # one bad event must not stop detection
                 self.errors += 1
                 log.warning("detection failed on an event", error=str(exc))

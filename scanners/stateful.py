@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict, deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import islice
@@ -191,21 +190,23 @@ def _ids(w: Window) -> tuple[str, ...]:
 class Detector:
     rule_id = ""
     rule_name = ""
+    datasets: frozenset[str] | None = None  # the event.dataset values it reads (None: all)
 
-    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+    def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         raise NotImplementedError
 
 
 class BruteForce(Detector):
     rule_id, rule_name = "ztgw-brute-force", "Brute force against one account"
+    datasets = frozenset({"ztgw.auth"})
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
         self.w = Windows(t.brute_force_window)
 
-    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+    def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         if v.action not in LOGIN_FAILURES:
-            return
+            return None
         user = v.user
         client = v.client
         ip = v.ip
@@ -215,69 +216,71 @@ class BruteForce(Detector):
         account = user if user and user != "(unknown)" else (
             f"client:{client}" if token_ep and client else f"ip:{ip}" if token_ep and ip else None)
         if account is None:
-            return
+            return None
         q = self.w.add(account, ts, eid)
         if len(q) >= self.t.brute_force_failures:
             ips = sorted({str(v.ip or "")} - {""})
-            yield Finding(self.rule_id, self.rule_name, 3, 73.0, account,
+            return [Finding(self.rule_id, self.rule_name, 3, 73.0, account,
                           f"{len(q)} failed sign-ins for {account} within "
                           f"{int(self.t.brute_force_window)} s", _ids(q),
                           source_ip=ip, user=None if account.startswith("ip:") else account,
-                          category="brute-force", extra={"failures": len(q), "addresses": ips})
+                          category="brute-force", extra={"failures": len(q), "addresses": ips})]
 
 
 class Spraying(Detector):
     rule_id, rule_name = "ztgw-password-spraying", "Password spraying from one address"
+    datasets = frozenset({"ztgw.auth"})
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
         self.w = Windows(t.spray_window)
 
-    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+    def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         if v.action != "login-failed":
-            return
+            return None
         ip, user = v.ip, v.user
         if not ip or not user or user == "(unknown)":
-            return
+            return None
         q = self.w.add(ip, ts, eid, user)
         users = len(q.tally)
         if users >= self.t.spray_accounts:
-            yield Finding(self.rule_id, self.rule_name, 3, 73.0, ip,
+            return [Finding(self.rule_id, self.rule_name, 3, 73.0, ip,
                           f"{users} accounts failed to sign in from {ip}", _ids(q),
                           source_ip=ip, category="password-spraying",
-                          extra={"accounts": users})
+                          extra={"accounts": users})]
 
 
 class Stuffing(Detector):
     rule_id, rule_name = "ztgw-credential-stuffing", "Credential stuffing from one address"
+    datasets = frozenset({"ztgw.auth"})
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
         self.w = Windows(t.stuffing_window)
 
-    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+    def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         action = v.action
         if action not in ("login-failed", "login-succeeded"):
-            return
+            return None
         ip = v.ip
         if not ip:
-            return
+            return None
         user = v.user or "(unknown)"
         q = self.w.add(ip, ts, eid, (action, user))
         if action != "login-failed":
-            return
+            return None
         failed = sum(n for (a, _), n in q.tally.items() if a == "login-failed")
         if failed < self.t.stuffing_attempts:
-            return
+            return None
         unknown = q.tally.get(("login-failed", "(unknown)"), 0)
         hits = {u for (a, u) in q.tally if a == "login-succeeded"}
         distinct_failed = sum(1 for (a, _) in q.tally if a == "login-failed")
         if unknown / failed >= self.t.stuffing_unknown_ratio or (hits and distinct_failed >= 3):
-            yield Finding(self.rule_id, self.rule_name, 3 if not hits else 4, 80.0 if not hits else 95.0,
+            return [Finding(self.rule_id, self.rule_name, 3 if not hits else 4, 80.0 if not hits else 95.0,
                           ip, f"{failed} failed sign-ins ({unknown} unknown accounts, "
                           f"{len(hits)} successes) from {ip}", _ids(q), source_ip=ip,
                           category="credential-stuffing",
-                          extra={"failures": failed, "unknown": unknown, "successes": len(hits)})
+                          extra={"failures": failed, "unknown": unknown, "successes": len(hits)})]
 
 
 class TokenReplay(Detector):
@@ -285,69 +288,72 @@ class TokenReplay(Detector):
     from several addresses or user agents; without it, one principal from many addresses."""
 
     rule_id, rule_name = "ztgw-token-replay", "Token replayed from another client or address"
+    datasets = frozenset({"ztgw.access"})
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
         self.w = Windows(t.replay_window)  # addresses per token/principal
         self.agents = Windows(t.replay_window)  # user agents per token
 
-    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+    def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         if v.dataset != "ztgw.access":
-            return
+            return None
         ip = v.ip
         if not ip:
-            return
+            return None
         fp = v.token
         if fp:
             key, need = f"token:{fp}", self.t.replay_addresses
         else:
             principal = v.user_id or v.user
             if not principal:
-                return
+                return None
             client = v.client or ""
             key, need = f"principal:{principal}/{client}", self.t.replay_principal_addresses
         q = self.w.add(key, ts, eid, ip)
         n_agents = len(self.agents.add(key, ts, eid, v.agent or "").tally) if fp else 0
         if len(q.tally) >= need or n_agents >= need + 1:
-            yield Finding(self.rule_id, self.rule_name, 4, 90.0, key,
+            return [Finding(self.rule_id, self.rule_name, 4, 90.0, key,
                           f"{key.split(':', 1)[0]} used from {len(q.tally)} addresses"
                           + (f" and {n_agents} user agents" if fp else ""), _ids(q), source_ip=ip,
                           user=v.user, category="token-replay",
-                          extra={"addresses": list(islice(q.tally, 20))})
+                          extra={"addresses": list(islice(q.tally, 20))})]
 
 
 class Enumeration(Detector):
     rule_id, rule_name = "ztgw-enumeration", "Enumeration: burst of refusals or sequential identifiers"
+    datasets = frozenset({"ztgw.access"})
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
         self.denials = Windows(t.enum_window)
         self.ids = Windows(t.enum_sequential_window)
 
-    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+    def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         if v.dataset != "ztgw.access":
-            return
+            return None
+        found: list[Finding] = []
         ip = v.ip
         who = v.user or ip
         status = v.status
         if status in DENIED_STATUSES and ip:
             q = self.denials.add(ip, ts, eid)
             if len(q) >= self.t.enum_denials:
-                yield Finding(self.rule_id, self.rule_name, 2, 55.0, f"denials:{ip}",
+                found.append(Finding(self.rule_id, self.rule_name, 2, 55.0, f"denials:{ip}",
                               f"{len(q)} 401/403/404 answers to {ip} within "
                               f"{int(self.t.enum_window)} s", _ids(q), source_ip=ip,
-                              user=v.user, category="enumeration")
+                              user=v.user, category="enumeration"))
         path = v.path
         if not who or not isinstance(path, str):
-            return
+            return found
         prefix, _, last = path.rstrip("/").rpartition("/")
         m = _DIGITS.search(last)
         if not m or not prefix:
-            return
+            return found
         ident = int(m.group(1)[-15:])
         q = self.ids.add(f"{who}|{prefix}", ts, eid, ident)
         if len(q.tally) < self.t.enum_sequential:
-            return
+            return found
         # the run of identifiers (gaps of at most 2) that the new one belongs to: O(run)
         seen = q.tally
         best = 1
@@ -361,32 +367,34 @@ class Enumeration(Detector):
                 best += 1
                 cur = nxt
         if best >= self.t.enum_sequential:
-            yield Finding(self.rule_id, self.rule_name, 3, 70.0, f"sequential:{who}|{prefix}",
+            found.append(Finding(self.rule_id, self.rule_name, 3, 70.0, f"sequential:{who}|{prefix}",
                           f"{best} consecutive identifiers under {prefix} read by {who}",
                           _ids(q), source_ip=ip, user=v.user,
-                          category="enumeration", extra={"run": best})
+                          category="enumeration", extra={"run": best}))
+        return found
 
 
 class Exfiltration(Detector):
     """Records (or bytes) per principal in a window far above that principal's baseline."""
 
     rule_id, rule_name = "ztgw-bulk-exfiltration", "Bulk data exfiltration by one principal"
+    datasets = frozenset({"ztgw.access"})
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
         self.w = Windows(t.exfil_window)
         self.baseline: dict[str, float] = {}
 
-    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+    def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         if v.dataset != "ztgw.access":
-            return
+            return None
         records = v.records
         size = v.nbytes
         if not isinstance(records, int) and not isinstance(size, int):
-            return
+            return None
         who = v.user or v.client
         if not who:
-            return
+            return None
         q = self.w.add(who, ts, eid, (records if isinstance(records, int) else 0,
                                       size if isinstance(size, int) else 0))
         total, nbytes = q.sum_a, q.sum_b
@@ -394,11 +402,11 @@ class Exfiltration(Detector):
         # exponentially weighted per-window baseline, learnt from quiet windows only
         limit = max(self.t.exfil_min_records, self.t.exfil_factor * base)
         if total >= limit or nbytes >= self.t.exfil_min_bytes:
-            yield Finding(self.rule_id, self.rule_name, 4, 92.0, who,
+            return [Finding(self.rule_id, self.rule_name, 4, 92.0, who,
                           f"{who} read {total} records ({nbytes} bytes) within "
                           f"{int(self.t.exfil_window)} s (baseline {base:.0f})", _ids(q),
                           source_ip=v.ip, user=who, category="exfiltration",
-                          extra={"records": total, "bytes": nbytes, "baseline": round(base, 1)})
+                          extra={"records": total, "bytes": nbytes, "baseline": round(base, 1)})]
         elif len(self.baseline) < MAX_KEYS or who in self.baseline:
             self.baseline[who] = 0.98 * base + 0.02 * total if base else float(total)
 
@@ -410,17 +418,17 @@ class OffHoursCore(Detector):
         self.t = t
         self.tz = timezone(timedelta(hours=t.utc_offset_hours))
 
-    def observe(self, v: View, ts: float, eid: str) -> Iterator[Finding]:
+    def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         if v.classification != CORE or v.outcome != "success":
-            return
+            return None
         local = datetime.fromtimestamp(ts, self.tz)
         if local.weekday() in self.t.workdays and self.t.work_start <= local.hour < self.t.work_end:
-            return
+            return None
         who = v.user or v.client or "?"
-        yield Finding(self.rule_id, self.rule_name, 3, 68.0, str(who),
+        return [Finding(self.rule_id, self.rule_name, 3, 68.0, str(who),
                       f"{who} read 核心 data ({v.data_dataset}) at "
                       f"{local:%a %H:%M} local time", (eid,), source_ip=v.ip,
-                      user=v.user, category="off-hours")
+                      user=v.user, category="off-hours")]
 
 
 def default_detectors(t: Thresholds | None = None) -> list[Detector]:
