@@ -51,6 +51,15 @@ class Catalogue:
     def __init__(self, directory: Directory) -> None:
         self.engine = directory.engine
         metadata.create_all(self.engine)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add columns newer than the home's table (until alembic migrations land, issue 11)."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns("datasets")}
+        if "filter_fields" not in have:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(
+                    "ALTER TABLE datasets ADD COLUMN filter_fields TEXT NOT NULL DEFAULT '[]'"))
 
     def put(self, d: Dataset) -> None:
         row = {

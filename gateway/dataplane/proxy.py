@@ -399,6 +399,9 @@ class DataPlane:
             decision=decision, data=ex.data, error=error,
             upstream=ex.route.dataset.upstream_url if ex.route else None,
         )
+        if ex.decision is not None and "rule" not in event:
+            # a default deny has no deciding rule, but the ruleset that decided is evidence too
+            event["rule"] = {"ruleset": ex.decision.ruleset, "version": ex.decision.ruleset_version}
         if ex.watermark_id:
             event["ztgw"]["watermark"] = {"id": ex.watermark_id}
         if ex.data is None and ex.route is not None:
