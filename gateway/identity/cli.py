@@ -235,6 +235,8 @@ def clients_add(
     post_logout_redirect_uri: Annotated[list[str] | None, typer.Option(
         help="exact URI allowed after RP-initiated logout")] = None,
     third_party: Annotated[bool, typer.Option(help="ask users for consent")] = False,
+    require_acr: Annotated[str | None, typer.Option(
+        help="weakest sign-in this client accepts, e.g. urn:ztgw:acr:mfa")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Register an application; prints client_id (and client_secret if confidential)."""
@@ -259,6 +261,10 @@ def clients_add(
                 *([backchannel_logout_uri] if backchannel_logout_uri else [])]:
         if not re.match(r"^(https://|http://(127\.0\.0\.1|localhost|\[::1\])[:/])", uri) or "#" in uri:
             raise _fail(f"{uri}: URIs must be https (or http on loopback) without a fragment")
+    from .oauth import ACR_LEVELS
+
+    if require_acr is not None and require_acr not in ACR_LEVELS:
+        raise _fail(f"--require-acr: one of {', '.join(sorted(ACR_LEVELS))}")
     cid = client_id or f"app-{secrets.token_hex(8)}"
     if not CLIENT_ID.fullmatch(cid):
         raise _fail("client id: 3-128 characters of A-Z a-z 0-9 . _ -")
@@ -280,9 +286,10 @@ def clients_add(
         roles=tuple(role or ()), department=department, organization=department,
         clearance=level, id_token_alg=id_token_alg,
     ))
-    if backchannel_logout_uri or post_logout_redirect_uri or third_party:
+    if backchannel_logout_uri or post_logout_redirect_uri or third_party or require_acr:
         _store(settings).set_client_logout(cid, backchannel_logout_uri,
-                                           tuple(post_logout_redirect_uri or ()), not third_party)
+                                           tuple(post_logout_redirect_uri or ()), not third_party,
+                                           min_acr=require_acr)
     out: dict[str, Any] = {"client_id": cid, "name": name, "grant_types": list(grants)}
     if secret:
         out["client_secret"] = secret

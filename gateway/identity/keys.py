@@ -20,7 +20,8 @@ from joserfc.util import urlsafe_b64encode
 from ztgw.crypto.jose import SM2_ALG, SM2JWK
 from ztgw.crypto.sm2 import SM2PrivateKey
 
-SIGNING_FILE = "signing.jwks.json"
+SIGNING_FILE = "signing.jwks.json"  # standard JOSE keys: any JOSE tool can read this file
+SM2_SIGNING_FILE = "signing-sm2.jwks.json"  # SM2 keys (crv "SM2"), which generic tools refuse
 # Access tokens default to ES256 (fast to verify); RS256 is kept because OIDC Discovery
 # requires it for ID tokens; SM2 (JOSE alg "SM2SM3", ztgw.crypto.jose) for government clients.
 DEFAULT_ALGS = ("ES256", "RS256", SM2_ALG)
@@ -96,18 +97,23 @@ class KeyRing:
 
     @classmethod
     def load_or_create(cls, keys_dir: Path, algs: tuple[str, ...] = DEFAULT_ALGS) -> KeyRing:
-        path = keys_dir / SIGNING_FILE
-        if path.exists():
-            data = json.loads(path.read_text(encoding="utf-8"))
-            keys = [_from_dict(k) for k in data["keys"]]
-            missing = [a for a in algs if not any(k.alg == a for k in keys)]
-            if not missing:
-                return cls(keys)  # type: ignore[arg-type]
+        files = {False: keys_dir / SIGNING_FILE, True: keys_dir / SM2_SIGNING_FILE}
+        keys: list[SigningJWK] = []
+        misplaced = False  # an SM2 key in the standard file (homes made before the split)
+        for is_sm2, path in files.items():
+            if path.exists():
+                data = json.loads(path.read_text(encoding="utf-8"))
+                loaded = [_from_dict(k) for k in data["keys"]]
+                misplaced |= any(isinstance(k, SM2JWK) != is_sm2 for k in loaded)
+                keys.extend(loaded)
+        missing = [a for a in algs if not any(k.alg == a for k in keys)]
+        if missing or misplaced:
             keys.extend(_generate(a) for a in missing)
-        else:
-            keys = [_generate(a) for a in algs]
-        _write_private(path, {"keys": [_to_dict(k, private=True) for k in keys]})
-        return cls(keys)  # type: ignore[arg-type]
+            for is_sm2, path in files.items():
+                part = [k for k in keys if isinstance(k, SM2JWK) == is_sm2]
+                if part:
+                    _write_private(path, {"keys": [_to_dict(k, private=True) for k in part]})
+        return cls(keys)
 
     def signing_key(self, alg: str) -> SigningJWK:
         key = self._signing.get(canonical_alg(alg))

@@ -105,6 +105,7 @@ client_logout = sa.Table(
     sa.Column("backchannel_logout_uri", sa.Text),
     sa.Column("post_logout_redirect_uris", sa.Text, nullable=False, default="[]"),
     sa.Column("first_party", sa.Boolean, nullable=False, default=True),
+    sa.Column("min_acr", sa.String(64)),  # the weakest acr this client accepts (step-up)
 )
 
 consents = sa.Table(
@@ -425,13 +426,14 @@ class OAuthStore:
 
     # --- per-client logout and consent settings ------------------------------------------------
     def set_client_logout(self, client_id: str, backchannel_logout_uri: str | None,
-                          post_logout_redirect_uris: tuple[str, ...], first_party: bool = True) -> None:
+                          post_logout_redirect_uris: tuple[str, ...], first_party: bool = True,
+                          min_acr: str | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(client_logout.delete().where(client_logout.c.client_id == client_id))
             conn.execute(client_logout.insert().values(
                 client_id=client_id, backchannel_logout_uri=backchannel_logout_uri,
                 post_logout_redirect_uris=json.dumps(list(post_logout_redirect_uris)),
-                first_party=first_party))
+                first_party=first_party, min_acr=min_acr))
 
     def client_logout(self, client_id: str) -> tuple[str | None, tuple[str, ...], bool]:
         with self.engine.connect() as conn:
@@ -441,6 +443,12 @@ class OAuthStore:
             return None, (), True
         return (row["backchannel_logout_uri"], tuple(json.loads(row["post_logout_redirect_uris"])),
                 bool(row["first_party"]))
+
+    def client_min_acr(self, client_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(client_logout.c.min_acr).where(
+                client_logout.c.client_id == client_id)).first()
+        return str(row[0]) if row and row[0] else None
 
     def consented_scope(self, username: str, client_id: str) -> set[str]:
         with self.engine.connect() as conn:

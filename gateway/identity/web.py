@@ -178,7 +178,8 @@ class IdentityWeb:
         if session is not None and args.get("max_age", "").isdigit() \
                 and time.time() - session.auth_time > int(args["max_age"]):
             needs_login = True
-        if session is not None and acr_level(session.acr) < required_level(args):
+        need = max(required_level(args), acr_level(self.store.client_min_acr(args.get("client_id", ""))))
+        if session is not None and acr_level(session.acr) < need:
             needs_login, step_up = True, True
         req = self.oauth_request(request, args)
         try:
@@ -234,7 +235,8 @@ class IdentityWeb:
         username = single(form, "username").strip()[:128]
         ip = request.client.host if request.client else None
         args = dict(parse_qsl(authz))
-        need = required_level(args)
+        need = max(required_level(args),
+                   acr_level(self.store.client_min_acr(args.get("client_id", ""))))
         ticket = single(form, "mfa_ticket")
         if ticket:
             if not self.csrf.verify_signed("mfa", username, ticket):

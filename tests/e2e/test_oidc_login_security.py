@@ -253,3 +253,38 @@ def test_disabled_user_cannot_sign_in_and_tokens_die(gateway: RunningGateway) ->
     fresh = Browser(gateway.base)
     res = fresh.login(login_page(fresh), name, password)
     assert isinstance(res, Page) and res.status == 401
+
+
+def test_client_that_requires_mfa_gets_it(gateway: RunningGateway) -> None:
+    redirect = "http://127.0.0.1:9/strict/cb"
+    strict = gateway.cli_json("clients", "add", "--name", "核心数据审批系统", "--public",
+                              "--redirect-uri", redirect, "--scope", "openid profile",
+                              "--require-acr", "urn:ztgw:acr:mfa", "--json")
+    plain_name, plain_pw = new_user(gateway)
+    browser = Browser(gateway.base)
+    # a password-only SSO session from another application is not enough here
+    browser.sign_in(PORTAL, PORTAL_REDIRECT, plain_name, plain_pw)
+    res, _ = browser.authorize(strict["client_id"], redirect)
+    assert isinstance(res, Page) and "更高的认证强度" in res.text
+    res = browser.login(res, plain_name, plain_pw)
+    assert isinstance(res, Page) and res.status == 403
+    # a user with TOTP passes with the second factor and gets acr mfa
+    name, password = new_user(gateway)
+    secret = gateway.cli_json("users", "totp-enrol", name, "--json")["secret"]
+    b2 = Browser(gateway.base)
+    res, req = b2.authorize(strict["client_id"], redirect)
+    assert isinstance(res, Page)
+    step = b2.login(res, name, password)
+    assert isinstance(step, Page) and 'name="otp"' in step.text
+    done = b2.submit(step, "/login", otp=totp_code(secret, time.time()))
+    assert isinstance(done, Callback)
+    tok = exchange(gateway.base, req, done.params["code"]).json()
+    from joserfc import jwt as _jwt
+    from joserfc.jwk import KeySet
+
+    keys = KeySet.import_key_set(httpx.get(f"{gateway.base}/oauth2/jwks").json())
+    assert _jwt.decode(tok["id_token"], keys, algorithms=["RS256"]).claims["acr"] == "urn:ztgw:acr:mfa"
+    # unknown acr values are refused at registration
+    bad = gateway.cli("clients", "add", "--name", "x", "--public", "--redirect-uri", redirect,
+                      "--require-acr", "urn:other:acr", "--json")
+    assert bad.returncode == 2

@@ -1,0 +1,39 @@
+"""The signing key ring: SM2 keys live beside, not inside, the standard JWKS file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from ztgw.gateway.identity.keys import SIGNING_FILE, SM2_SIGNING_FILE, KeyRing, _to_dict
+from ztgw.gateway.identity.tokens import TokenIssuer
+
+
+def test_standard_file_stays_readable_by_generic_jose(tmp_path: Path) -> None:
+    ring = KeyRing.load_or_create(tmp_path)
+    assert ring.algorithms == ["ES256", "RS256", "SM2SM3"]
+    std = json.loads((tmp_path / SIGNING_FILE).read_text())
+    assert {k["alg"] for k in std["keys"]} == {"ES256", "RS256"}
+    KeySet.import_key_set(std)  # would raise on crv SM2
+    sm2 = json.loads((tmp_path / SM2_SIGNING_FILE).read_text())
+    assert [k["crv"] for k in sm2["keys"]] == ["SM2"]
+    assert oct((tmp_path / SM2_SIGNING_FILE).stat().st_mode & 0o777) == "0o600"
+    assert all("d" not in k for k in ring.public_jwks()["keys"])
+    assert all(k.get("crv") != "SM2" for k in ring.public_jwks(include_sm2=False)["keys"])
+
+
+def test_reload_keeps_keys_and_splits_an_old_combined_file(tmp_path: Path) -> None:
+    ring = KeyRing.load_or_create(tmp_path)
+    kids = {a: ring.signing_key(a).kid for a in ring.algorithms}
+    combined = {"keys": [_to_dict(ring.signing_key(a), private=True) for a in ring.algorithms]}
+    (tmp_path / SM2_SIGNING_FILE).unlink()
+    (tmp_path / SIGNING_FILE).write_text(json.dumps(combined))
+    again = KeyRing.load_or_create(tmp_path)
+    assert {a: again.signing_key(a).kid for a in again.algorithms} == kids
+    KeySet.import_key_set(json.loads((tmp_path / SIGNING_FILE).read_text()))
+    token = TokenIssuer(again, "http://x", "aud", 60, alg="SM2").issue_access_token(
+        subject="client:a", client_id="a", scope="")
+    assert jwt.decode(token, ring.keyset, algorithms=["SM2SM3"]).claims["sub"] == "client:a"
