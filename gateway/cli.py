@@ -26,7 +26,7 @@ from ztgw.audit.store import AuditStore
 from ztgw.gateway.dataplane.cli import apikeys_app
 from ztgw.scanners import cli as scanners_cli
 
-from .identity.cli import clients_app, sessions_app, users_app
+from .identity.cli import clients_app, keys_app, sessions_app, users_app
 from .policy_runtime import policy_app
 from .protection.cli import scan_app, watermark_app
 from .settings import Settings
@@ -42,6 +42,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(users_app, name="users")
 app.add_typer(clients_app, name="clients")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 app.add_typer(apikeys_app, name="apikeys")

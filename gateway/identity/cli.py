@@ -20,6 +20,7 @@ from ztgw.policies.domain import Classification
 users_app = typer.Typer(help="Users of the directory.", no_args_is_help=True)
 clients_app = typer.Typer(help="Applications (OAuth clients).", no_args_is_help=True)
 sessions_app = typer.Typer(help="SSO sessions (list, end).", no_args_is_help=True)
+keys_app = typer.Typer(help="Token-signing keys (list, rotate, retire).", no_args_is_help=True)
 
 err = Console(stderr=True)
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{1,127}")
@@ -353,3 +354,45 @@ def sessions_end(
         store.end_session(s.sid)
         store.revoke_families_of_session(s.sid, "admin")
     err.print(f"ended {len(targets)} session(s)")
+
+
+# --- signing keys ---------------------------------------------------------------------------
+@keys_app.command("list")
+def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List signing keys (public facts only)."""
+    from .keys import KeyRing
+
+    rows = KeyRing.load_or_create(_settings(ctx).keys_dir).describe()
+    if as_json:
+        _print_json({"keys": rows})
+    else:
+        for r in rows:
+            typer.echo(f"{r['kid']:<46} {r['alg']:<7} {'signing' if r['signing'] else 'verify-only'}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(ctx: typer.Context, alg: Annotated[str, typer.Argument(help="ES256, RS256 or SM2")],
+                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Add a new signing key for ALG; it signs after the workers restart, older keys keep
+    verifying until retired."""
+    from .keys import DEFAULT_ALGS, KeyRing, canonical_alg
+
+    if canonical_alg(alg) not in DEFAULT_ALGS:
+        raise _fail("ALG: one of ES256, RS256, SM2")
+    kid = KeyRing.rotate(_settings(ctx).keys_dir, alg)
+    if as_json:
+        _print_json({"kid": kid, "alg": canonical_alg(alg)})
+    else:
+        err.print(f"new {canonical_alg(alg)} key {kid}; restart the gateway to sign with it")
+
+
+@keys_app.command("retire")
+def keys_retire(ctx: typer.Context, kid: str) -> None:
+    """Remove a verify-only key (tokens it signed stop verifying)."""
+    from .keys import KeyRing
+
+    try:
+        KeyRing.retire(_settings(ctx).keys_dir, kid)
+    except (KeyError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    err.print(f"retired {kid}")

@@ -115,6 +115,39 @@ class KeyRing:
                     _write_private(path, {"keys": [_to_dict(k, private=True) for k in part]})
         return cls(keys)
 
+    @classmethod
+    def _save(cls, keys_dir: Path, keys: list[SigningJWK]) -> None:
+        for is_sm2, name in ((False, SIGNING_FILE), (True, SM2_SIGNING_FILE)):
+            part = [k for k in keys if isinstance(k, SM2JWK) == is_sm2]
+            if part:
+                _write_private(keys_dir / name, {"keys": [_to_dict(k, private=True) for k in part]})
+
+    @classmethod
+    def rotate(cls, keys_dir: Path, alg: str) -> str:
+        """Add a new key for ``alg``; it signs from the next start of each worker, and every
+        older key keeps verifying (and stays in the JWKS) until retired (RFC 7517 §5)."""
+        ring = cls.load_or_create(keys_dir)
+        key = _generate(canonical_alg(alg))
+        # on an equal ``iat`` the later key in the file wins (see __init__), so it signs
+        cls._save(keys_dir, [*ring._keys, key])
+        return str(key.kid)
+
+    @classmethod
+    def retire(cls, keys_dir: Path, kid: str) -> None:
+        """Remove a key: tokens it signed stop verifying.  The newest key of an algorithm
+        (the one signing) cannot be retired."""
+        ring = cls.load_or_create(keys_dir)
+        target = [k for k in ring._keys if k.kid == kid]
+        if not target:
+            raise KeyError(f"no key {kid}")
+        if ring._signing.get(str(target[0].alg)) is target[0]:
+            raise ValueError(f"{kid} is the signing key for {target[0].alg}; rotate first")
+        cls._save(keys_dir, [k for k in ring._keys if k.kid != kid])
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"kid": k.kid, "alg": k.alg, "iat": k.get("iat"),
+                 "signing": self._signing.get(str(k.alg)) is k} for k in self._keys]
+
     def signing_key(self, alg: str) -> SigningJWK:
         key = self._signing.get(canonical_alg(alg))
         if key is None:

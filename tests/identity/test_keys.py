@@ -37,3 +37,25 @@ def test_reload_keeps_keys_and_splits_an_old_combined_file(tmp_path: Path) -> No
     token = TokenIssuer(again, "http://x", "aud", 60, alg="SM2").issue_access_token(
         subject="client:a", client_id="a", scope="")
     assert jwt.decode(token, ring.keyset, algorithms=["SM2SM3"]).claims["sub"] == "client:a"
+
+
+def test_rotate_then_retire(tmp_path: Path) -> None:
+    ring = KeyRing.load_or_create(tmp_path)
+    old = ring.signing_key("ES256")
+    old_token = TokenIssuer(ring, "http://x", "aud", 60).issue_access_token(
+        subject="client:a", client_id="a", scope="")
+    new_kid = KeyRing.rotate(tmp_path, "ES256")
+    after = KeyRing.load_or_create(tmp_path)
+    assert after.signing_key("ES256").kid == new_kid != old.kid
+    # the old key still verifies and is still published
+    assert jwt.decode(old_token, after.keyset, algorithms=["ES256"]).claims["sub"] == "client:a"
+    assert old.kid in {k["kid"] for k in after.public_jwks()["keys"]}
+    import pytest
+
+    with pytest.raises(ValueError):
+        KeyRing.retire(tmp_path, new_kid)  # the signing key cannot go
+    KeyRing.retire(tmp_path, str(old.kid))
+    final = KeyRing.load_or_create(tmp_path)
+    assert old.kid not in {k["kid"] for k in final.public_jwks()["keys"]}
+    with pytest.raises(Exception):
+        jwt.decode(old_token, final.keyset, algorithms=["ES256"])
