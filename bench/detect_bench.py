@@ -11,7 +11,9 @@ Peer, measured in the same run on the same events: ``orjson.loads`` of each even
 the least work any consumer of the stored trail does per event (the engine's service reads
 the store's JSON and decodes it before detection).  Ratios are paired per round.
 
-Target (issue 10): ≥ 20,000 events/s on this machine.
+Target (issue 10): ≥ 20,000 events/s on this machine.  Both wall-clock and process-CPU-time
+rates are printed: the machine is shared (2 cores, other benchmarks running), and the CPU
+rate is what the engine's one thread sustains when it has a core.
 
     .venv/bin/python bench/detect_bench.py [--events 60000] [--rounds 5] [--budget 90]
 """
@@ -90,6 +92,7 @@ def main() -> None:
     events = make_events(args.events)
     raw = [orjson.dumps(e) for e in events]
     engine_rates: list[float] = []
+    engine_cpu_rates: list[float] = []
     peer_rates: list[float] = []
     ratios: list[float] = []
     alerts = 0
@@ -102,9 +105,10 @@ def main() -> None:
             orjson.loads(b)
         peer = len(raw) / (time.perf_counter() - t)
         eng = DetectionEngine(settings=DetectionSettings(dedup_window=300.0))
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         alerts = len(eng.process(events))
         rate = len(events) / (time.perf_counter() - t)
+        engine_cpu_rates.append(len(events) / (time.process_time() - c))
         engine_rates.append(rate)
         peer_rates.append(peer)
         ratios.append(rate / peer)
@@ -113,11 +117,14 @@ def main() -> None:
           f"alerts per round: {alerts}  rounds: {len(engine_rates)}")
     print(f"detection engine : median {statistics.median(engine_rates):>10,.0f} events/s  "
           f"(min {min(engine_rates):,.0f}, max {max(engine_rates):,.0f})")
+    print(f"  per CPU second : median {statistics.median(engine_cpu_rates):>10,.0f} events/s "
+          "(process CPU time: what one core does when the machine is not shared)")
     print(f"orjson.loads peer: median {statistics.median(peer_rates):>10,.0f} events/s")
     print(f"engine / peer    : median {statistics.median(ratios):.3f} (paired per round)")
     target = 20_000
-    verdict = "meets" if statistics.median(engine_rates) >= target else "MISSES"
-    print(f"target {target:,} events/s: {verdict}")
+    for name, rates in (("wall clock", engine_rates), ("CPU time", engine_cpu_rates)):
+        verdict = "meets" if statistics.median(rates) >= target else "MISSES"
+        print(f"target {target:,} events/s ({name}): {verdict}")
 
 
 if __name__ == "__main__":

@@ -123,17 +123,22 @@ class DetectionEngine:
         self._ruleset = RuleSet(self.rules)
         self._detectors_for: dict[Any, list[Detector]] = {}
 
-    def _sigma(self, ev: Event, ts: float, eid: str) -> Iterable[Finding]:
-        for rule in self._ruleset.candidates(ev):
+    def _sigma(self, ev: Event, ts: float, eid: str) -> list[Finding]:
+        cands = self._ruleset.candidates(ev)
+        if not cands:
+            return []
+        out: list[Finding] = []
+        for rule in cands:
             if rule.matches(ev):
                 who = get_field(ev, rule.group_by)
                 group = str(who) if isinstance(who, str | int) else eid
-                yield Finding(rule.id, rule.title, rule.severity, rule.risk_score, group,
-                              f"{rule.title}: {clean(str(get_field(ev, 'url.path')), 200)}"
-                              if ev.get("url") else rule.title, (eid,),
-                              source_ip=ev.get("source", {}).get("ip"),
-                              user=ev.get("user", {}).get("name"),
-                              category=_sigma_category(rule))
+                out.append(Finding(
+                    rule.id, rule.title, rule.severity, rule.risk_score, group,
+                    f"{rule.title}: {clean(str(get_field(ev, 'url.path')), 200)}"
+                    if ev.get("url") else rule.title, (eid,),
+                    source_ip=ev.get("source", {}).get("ip"), user=ev.get("user", {}).get("name"),
+                    category=_sigma_category(rule)))
+        return out
 
     def process(self, events: Iterable[Event]) -> list[Event]:
         alerts: list[Event] = []
@@ -146,7 +151,7 @@ class DetectionEngine:
             ts = event_time(ev)
             eid = str(meta.get("id") or ev.get("http", {}).get("request", {}).get("id") or "")
             try:
-                findings = list(self._sigma(ev, ts, eid))
+                findings = self._sigma(ev, ts, eid)
                 view = View(ev)
                 dets = self._detectors_for.get(view.dataset)
                 if dets is None:

@@ -329,6 +329,22 @@ def compile_rule(rule: SigmaRule) -> CompiledRule:
     )
 
 
+MEMO_SIZE = 8192  # per prefilter check: field values repeat (user agents, list routes)
+
+
+def _memoised(check: Callable[[str], bool]) -> Callable[[str], bool]:
+    memo: dict[str, bool] = {}
+
+    def cached(text: str) -> bool:
+        hit = memo.get(text)
+        if hit is None:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            hit = memo[text] = check(text)
+        return hit
+    return cached
+
+
 def _checker(frags: list[str], flags: int) -> Callable[[str], bool]:
     """Substrings (one alternation over the case-folded text) or regular expressions, each
     searched on its own (an alternation of regexes with ``.*`` parts backtracks badly)."""
@@ -337,8 +353,64 @@ def _checker(frags: list[str], flags: int) -> Callable[[str], bool]:
         # set skips most positions (an IGNORECASE alternation cannot)
         search = re.compile("|".join(re.escape(f[4:]) for f in dict.fromkeys(frags))).search
         return lambda text: search(text.casefold()) is not None
-    searches = [re.compile(f, flags).search for f in dict.fromkeys(frags)]
-    return lambda text: any(s(text) is not None for s in searches)
+    gated = [(required_literals(f, flags), re.compile(f, flags).search) for f in dict.fromkeys(frags)]
+    fold = bool(flags & re.IGNORECASE)
+
+    def any_regex(text: str) -> bool:
+        low = text.casefold() if fold else text
+        for need, search in gated:
+            # the regex cannot match unless one of its required substrings is present
+            if need is not None and not any(lit in low for lit in need):
+                continue
+            if search(text) is not None:
+                return True
+        return False
+    return any_regex
+
+
+def _required(items: Any) -> frozenset[str] | None:
+    """Substrings one of which every match of the parsed sequence ``items`` contains (the
+    most selective such set), or None when none can be proven."""
+    from re import _constants as k
+
+    best: frozenset[str] | None = None
+    run = ""
+
+    def consider(cand: frozenset[str] | None) -> None:
+        nonlocal best
+        if cand and (best is None or min(map(len, cand)) > min(map(len, best))):
+            best = cand
+
+    for op, av in [*list(items), (None, None)]:
+        if op is k.LITERAL:
+            run += chr(av)
+            continue
+        if run:
+            consider(frozenset({run}))
+            run = ""
+        if op is k.SUBPATTERN:
+            consider(_required(av[3]))
+        elif op is k.BRANCH:
+            alts = [_required(a) for a in av[1]]
+            if all(a is not None for a in alts):
+                consider(frozenset().union(*alts))  # type: ignore[arg-type]
+        elif op in (k.MAX_REPEAT, k.MIN_REPEAT) and av[0] >= 1:
+            consider(_required(av[2]))
+    return best
+
+
+def required_literals(pattern: str, flags: int) -> frozenset[str] | None:
+    """A cheap gate for a regex: substrings (case-folded when the regex ignores case) one of
+    which any match must contain; None when it cannot be derived."""
+    from re import _parser
+
+    try:
+        need = _required(_parser.parse(pattern, flags).data)
+    except Exception:  # an unusual pattern: no gate, the regex always runs
+        return None
+    if need is None:
+        return None
+    return frozenset(n.casefold() for n in need) if flags & re.IGNORECASE else need
 
 
 class RuleSet:
@@ -362,7 +434,7 @@ class RuleSet:
             checks: list[tuple[tuple[str, ...], Callable[[str], bool]]] = []
             try:
                 for (fname, flags), frags in groups.items():
-                    checks.append((tuple(fname.split(".")), _checker(frags, flags)))
+                    checks.append((tuple(fname.split(".")), _memoised(_checker(frags, flags))))
             except re.error:  # a fragment that cannot be compiled: no prefilter for this dataset
                 checks, always, pre = [], mine, []
             self._plans[ds] = (checks, pre, always)

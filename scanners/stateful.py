@@ -346,7 +346,9 @@ class Enumeration(Detector):
         path = v.path
         if not who or not isinstance(path, str):
             return found
-        prefix, _, last = path.rstrip("/").rpartition("/")
+        if not path[-1:].isdigit() and path[-1:] not in ("X", "x"):
+            return found
+        prefix, _, last = path.rpartition("/")
         m = _DIGITS.search(last)
         if not m or not prefix:
             return found

@@ -112,3 +112,36 @@ def test_invalid_rule_is_a_rule_error(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("title: x\ndetection:\n  condition: nothing\n", encoding="utf-8")
     with pytest.raises(RuleError):
         load_rules([tmp_path])
+
+
+PAYLOADS = [
+    "/api/population/persons/1' OR '1'='1", "/api/p/1%27%20AND%20SLEEP(5)--",
+    "/api/p/1 UNION ALL SELECT NULL--", "/api/p/310114195604018463 AND 5496=5183-- hXfp",
+    "/api/p/<svg onload=alert(1)>", "/api/p/..%2f..%2fwin.ini", "/api/p/gopher://127.0.0.1:6379/_",
+    "/api/p/1) AND 1=1 AND (2=2", "/api/p/x;select * from information_schema.tables",
+    "/api/population/persons/110101199003071234", "/api/p/Benchmark", "/api/p/or",
+]
+
+
+@pytest.mark.parametrize("path", PAYLOADS)
+def test_prefiltered_rule_set_agrees_with_every_rule(path: str) -> None:
+    """The engine's prefilter (substring gates, merged regexes) never hides a match."""
+    from ztgw.scanners.sigma import RuleSet
+
+    rs = RuleSet(RULES)
+    for ua in ("Mozilla/5.0", "sqlmap/1.7", "NUCLEI"):
+        ev = access(path, ua=ua)
+        expected = {r.id for r in RULES if r.matches(ev)}
+        got = {r.id for r in rs.candidates(ev) if r.matches(ev)}
+        assert got == expected
+
+
+def test_required_literals_of_a_regex() -> None:
+    import re
+
+    from ztgw.scanners.sigma import required_literals
+
+    assert required_literals(r"union(\s|%20)+select", re.I) == frozenset({"select"})
+    assert required_literals(r"(\s|%20)(AND|or)\d", re.I) == frozenset({"and", "or"})
+    assert required_literals(r"[a-z]+\d", 0) is None
+    assert required_literals(r"x?y*", 0) is None
