@@ -56,6 +56,20 @@ def _store(settings: Any) -> Any:
     return OAuthStore(_directory(settings).engine)
 
 
+def _session_manager(settings: Any) -> Any:
+    """The same session logic as the server, so ending a session here also revokes its token
+    families and sends back-channel logout tokens to its applications."""
+    from .keys import KeyRing
+    from .sessions import SessionManager
+    from .tokens import TokenIssuer
+
+    directory = _directory(settings)
+    issuer = TokenIssuer(KeyRing.load_or_create(settings.keys_dir), settings.effective_issuer,
+                         settings.data_audience, settings.access_token_ttl)
+    return SessionManager(_store(settings), directory, issuer, settings.session_idle_timeout,
+                          settings.session_max_age, settings.effective_issuer.startswith("https://"))
+
+
 def _hasher(settings: Any) -> Any:
     from .client_secrets import SecretHasher, load_or_create_pepper
 
@@ -147,10 +161,9 @@ def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:
     if not _directory(settings).set_user_enabled(name, enabled):
         raise _fail(f"no user {name}")
     if not enabled:
-        store = _store(settings)
-        for s in store.list_sessions(name):
-            store.end_session(s.sid)
-            store.revoke_families_of_session(s.sid, "user_disabled")
+        manager = _session_manager(settings)
+        for s in manager.store.list_sessions(name):
+            manager.end(s.sid, reason="user_disabled", wait=True)
     err.print(f"user {name} {'enabled' if enabled else 'disabled'}")
 
 
@@ -345,14 +358,13 @@ def sessions_end(
 ) -> None:
     """End SSO sessions (an administrator's action): their refresh tokens and access tokens
     are revoked; the data plane refuses them within 1 s."""
-    store = _store(_settings(ctx))
-    targets = [s for s in store.list_sessions(user) if sid is None or s.sid == sid] \
+    manager = _session_manager(_settings(ctx))
+    targets = [s for s in manager.store.list_sessions(user) if sid is None or s.sid == sid] \
         if (sid or user) else []
     if not targets:
         raise _fail("no matching active session", 1)
     for s in targets:
-        store.end_session(s.sid)
-        store.revoke_families_of_session(s.sid, "admin")
+        manager.end(s.sid, reason="admin", wait=True)
     err.print(f"ended {len(targets)} session(s)")
 
 

@@ -116,7 +116,8 @@ class SessionManager:
         self.store.touch_session(s.sid)
         return s
 
-    def end(self, sid: str, reason: str, except_client: str | None = None) -> SessionRecord | None:
+    def end(self, sid: str, reason: str, except_client: str | None = None,
+            wait: bool = False) -> SessionRecord | None:
         """End a session: revoke its token families and tell its applications (back-channel)."""
         s = self.store.end_session(sid)
         if s is None:
@@ -130,7 +131,9 @@ class SessionManager:
             uri, _post, _fp = self.store.client_logout(client_id)
             if uri:
                 targets.append((client_id, uri))
-        if targets:
+        if targets and wait:  # the CLI: deliver before the process exits
+            self._backchannel(s, targets)
+        elif targets:
             threading.Thread(target=self._backchannel, args=(s, targets), daemon=True).start()
         return s
 

@@ -288,3 +288,44 @@ def test_client_that_requires_mfa_gets_it(gateway: RunningGateway) -> None:
     bad = gateway.cli("clients", "add", "--name", "x", "--public", "--redirect-uri", redirect,
                       "--require-acr", "urn:other:acr", "--json")
     assert bad.returncode == 2
+
+
+def test_admin_ending_a_session_notifies_the_application(gateway: RunningGateway) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from urllib.parse import parse_qs
+
+    from .conftest import free_port
+
+    received: list[str] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            received.append(parse_qs(body.decode())["logout_token"][0])
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    port = free_port()
+    server = HTTPServer(("127.0.0.1", port), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        redirect = "http://127.0.0.1:9/bc/cb"
+        app = gateway.cli_json("clients", "add", "--name", "后台通知应用", "--public", "--redirect-uri",
+                               redirect, "--scope", "openid", "--backchannel-logout-uri",
+                               f"http://127.0.0.1:{port}/logout", "--json")
+        name, password = new_user(gateway)
+        Browser(gateway.base).sign_in(app["client_id"], redirect, name, password, scope="openid")
+        assert gateway.cli("sessions", "end", "--user", name).returncode == 0
+        assert len(received) == 1  # delivered before the command returned
+        from joserfc import jwt as _jwt
+        from joserfc.jwk import KeySet
+
+        keys = KeySet.import_key_set(httpx.get(f"{gateway.base}/oauth2/jwks").json())
+        claims = _jwt.decode(received[0], keys, algorithms=["RS256"]).claims
+        assert claims["sub"] == name and claims["aud"] == app["client_id"]
+    finally:
+        server.shutdown()
