@@ -107,8 +107,8 @@ class AlertBook:
         self.show(alert_id)  # only known alerts are acknowledged
         conn = open_db(self.state_db)
         try:
-            conn.execute("INSERT OR REPLACE INTO alert_ack (alert_id, acked_at, acked_by, note) "
-                         "VALUES (?,?,?,?)", (alert_id, time.time(), actor[:128], (note or "")[:512]))
+            conn.execute("INSERT OR REPLACE INTO alert_ack (alert_id, acked_at, acked_by, note, audited)"
+                         " VALUES (?,?,?,?,0)", (alert_id, time.time(), actor[:128], (note or "")[:512]))
         finally:
             conn.close()
         return {"alert_id": alert_id, "acked_by": actor, "note": note}

@@ -219,8 +219,12 @@ class DetectionService:
     """Follows the embedded audit store and runs the engine, in one daemon thread."""
 
     def __init__(self, store_path: Path, engine: DetectionEngine, *,
-                 poll_interval: float = 0.5) -> None:
+                 poll_interval: float = 0.5, lock_path: Path | None = None) -> None:
         self.store_path = store_path
+        # one follower per home: with `serve --workers N` the others stand by on this lock
+        self.lock_path = lock_path
+        self._lock_fd: int | None = None
+        self.active = False
         self.engine = engine
         self.poll_interval = poll_interval
         self._stop = threading.Event()
@@ -239,8 +243,31 @@ class DetectionService:
         self._thread = threading.Thread(target=self._run, name="ztgw-detection", daemon=True)
         self._thread.start()
 
+    def _take_lock(self) -> bool:
+        if self.lock_path is None:
+            return True
+        import fcntl
+        import os
+
+        if self._lock_fd is None:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
     def _run(self) -> None:
+        waited = False
+        while not self._take_lock():  # another process follows this home: stand by
+            waited = True
+            if self._stop.wait(5.0):
+                return
         store = AuditStore(self.store_path)
+        if waited:  # taking over from a stopped follower: from where the trail is now
+            self.seq = store.last_seq()
+        self.active = True
         book = self.engine.responses
         try:
             while not self._stop.is_set():
@@ -255,6 +282,7 @@ class DetectionService:
                 if book is not None:
                     try:
                         book.audit_undone()
+                        book.audit_acks()
                     except Exception as exc:
                         log.warning("response book unavailable", error=str(exc))
                 if len(batch) < 2000:
@@ -267,12 +295,18 @@ class DetectionService:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._lock_fd is not None:
+            import os
+
+            os.close(self._lock_fd)  # releases the lock for a standing-by worker
+            self._lock_fd = None
+        self.active = False
 
     def status(self) -> dict[str, Any]:
         e = self.engine
         return {"seq": self.seq, "events": e.seen, "alerts": e.raised, "suppressed": e.suppressed,
                 "errors": e.errors, "rules": len(e.rules), "detectors": len(e.detectors),
-                "responses_enabled": e.settings.responses_enabled,
+                "responses_enabled": e.settings.responses_enabled, "active": self.active,
                 "alive": self._thread is not None and self._thread.is_alive(), "at": time.time()}
 
 
@@ -310,5 +344,5 @@ def build_service(conf: Any, emit: Emit) -> tuple[DetectionService, ResponseBook
     ds = settings_from(conf)
     book = ResponseBook(ds.state_path, emit)
     engine = DetectionEngine(settings=ds, emit=emit, responses=book)
-    return DetectionService(conf.audit_settings().db_path, engine,
-                            poll_interval=ds.poll_interval), book
+    return DetectionService(conf.audit_settings().db_path, engine, poll_interval=ds.poll_interval,
+                            lock_path=ds.state_path.with_name("engine.lock")), book

@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS response (
   undone REAL, undone_by TEXT, undo_audited INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS response_active ON response (kind, target, expires);
 CREATE TABLE IF NOT EXISTS alert_ack (
-  alert_id TEXT PRIMARY KEY, acked_at REAL NOT NULL, acked_by TEXT NOT NULL, note TEXT);
+  alert_id TEXT PRIMARY KEY, acked_at REAL NOT NULL, acked_by TEXT NOT NULL, note TEXT,
+  audited INTEGER NOT NULL DEFAULT 0);
 """
 
 
@@ -203,6 +204,29 @@ class ResponseBook:
             self._emit(response_event(a, "undone", a.undone_by or "operator"))
             self._conn.execute("UPDATE response SET undo_audited = 1 WHERE id = ?", (a.id,))
         return len(rows)
+
+    def audit_acks(self) -> int:
+        """Emit the audit record of every acknowledgement not yet audited."""
+        rows = self._conn.execute(
+            "SELECT alert_id, acked_by, note FROM alert_ack WHERE audited = 0").fetchall()
+        for alert_id, actor, note in rows:
+            self._emit(ack_event(alert_id, actor, note))
+            self._conn.execute("UPDATE alert_ack SET audited = 1 WHERE alert_id = ?", (alert_id,))
+        return len(rows)
+
+
+def ack_event(alert_id: str, actor: str, note: str | None) -> dict[str, Any]:
+    """The audit record of an acknowledged alert (dataset ``ztgw.response``)."""
+    return {
+        "@timestamp": iso_now(), "ecs": {"version": ECS_VERSION},
+        "message": clean(f"alert {alert_id} acknowledged", 256),
+        "event": {"id": new_event_id(), "kind": "event", "category": ["intrusion_detection"],
+                  "type": ["change"], "action": "alert-acknowledged", "outcome": "success",
+                  "dataset": "ztgw.response", "module": "ztgw", "provider": "detection"},
+        "data_stream": {"type": "logs", "dataset": "ztgw.response", "namespace": "default"},
+        "user": {"name": clean(actor, 128)},
+        "ztgw": {"alert": {"id": clean(alert_id, 64), "note": clean(note or "", 512)}},
+    }
 
 
 class Blocklist:

@@ -138,13 +138,14 @@ def test_ack_and_undo(drill_gw: RunningGateway) -> None:
     assert undone["active"] is False and undone["undone_by"] == "blue-team"
     bad = drill_gw.cli("alerts", "undo", str(action["id"]))
     assert bad.returncode == 1
-    deadline = time.monotonic() + 10  # the gateway audits the undo
+    deadline = time.monotonic() + 10  # the gateway audits the undo and the acknowledgement
     while time.monotonic() < deadline:
         out = drill_gw.cli_json("audit", "search", "--json", "--since", "1h", "--limit", "1000")
-        if any(e["event"].get("action") == "response-block-ip-undone" for e in out["events"]):
+        actions = {(e["event"].get("action"), e.get("user", {}).get("name")) for e in out["events"]}
+        if {("response-block-ip-undone", "blue-team"), ("alert-acknowledged", "blue-team")} <= actions:
             return
         time.sleep(0.3)
-    raise AssertionError("undo not audited")
+    raise AssertionError("undo or acknowledgement not audited")
 
 
 @pytest.mark.slow

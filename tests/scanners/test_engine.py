@@ -179,3 +179,34 @@ def test_responses_off_by_default(tmp_path: Path) -> None:
     e = DetectionEngine(responses=book)
     out = e.process(login_failed("lina", "10.9.0.1", T0 + i) for i in range(5))
     assert out and "responses" not in out[0]["ztgw"]["alert"] and book.active() == []
+
+
+def test_one_follower_per_home_and_acks_audited(tmp_path: Path) -> None:
+    from ztgw.audit.store import AuditStore
+    from ztgw.scanners.engine import DetectionService
+
+    db = tmp_path / "audit.db"
+    AuditStore(db).close()
+    lock = tmp_path / "engine.lock"
+    first = DetectionService(db, DetectionEngine(), poll_interval=0.05, lock_path=lock)
+    second = DetectionService(db, DetectionEngine(), poll_interval=0.05, lock_path=lock)
+    first.start()
+    second.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not first.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert first.active and not second.active
+    finally:
+        first.stop()
+        second.stop()
+    emitted: list[dict[str, Any]] = []
+    book = ResponseBook(tmp_path / "d.db", emitted.append)
+    from ztgw.scanners.response import open_db
+
+    conn = open_db(tmp_path / "d.db")
+    conn.execute("INSERT INTO alert_ack (alert_id, acked_at, acked_by, note) VALUES ('a1', 0, 'blue', 'ok')")
+    conn.close()
+    assert book.audit_acks() == 1 and book.audit_acks() == 0
+    assert emitted[0]["event"]["action"] == "alert-acknowledged" and emitted[0]["user"]["name"] == "blue"
