@@ -151,3 +151,36 @@ def test_password_scan_finds_weak_and_reused_without_plaintext() -> None:
     text = str(report)
     assert "123456" not in text.replace("entry", "") and "carol123" not in text
     assert report["weak"] == 3
+
+
+def test_coverage_finds_unowned_unclassified_uncovered_and_idle(tmp_path: Path) -> None:
+    import time as _time
+
+    from ztgw.audit.events import access_event
+    from ztgw.audit.store import AuditStore
+    from ztgw.policies.bundle import load_bundle
+    from ztgw.scanners.coverage import DatasetInfo, scan_coverage
+
+    bundle = load_bundle(Path(__file__).parents[2] / "policies" / "bundles" / "demo")
+    db = tmp_path / "audit.db"
+    store = AuditStore(db)
+    now = _time.time_ns()
+    ev = access_event(request_id="r", method="GET", path="/api/population/persons", query_keys=[],
+                      status=200, outcome="success", source_ip="10.0.0.1", user_agent="x",
+                      started_ns=now, ended_ns=now, subject=None, decision=None,
+                      data={"dataset": "population.persons", "classification": "核心"})
+    store.append([ev])
+    store.close()
+    report = scan_coverage([
+        DatasetInfo("population.persons", "/api/population/persons", "公安局", "核心"),
+        DatasetInfo("tax.records", "/api/tax/records", None, None),
+    ], bundle, db, idle_days=30)
+    found = {(f["dataset"], f["finding"].split(" (")[0].split(":")[0]) for f in report["findings"]}
+    assert ("tax.records", "route without an allow policy") in found
+    assert ("tax.records", "dataset without owner") in found
+    assert ("tax.records", "dataset without classification") in found
+    assert ("tax.records", "no traffic for 30 days") in found
+    assert not any(d == "population.persons" for d, _ in found)
+    rows = {r["dataset"]: r for r in report["datasets"]}
+    assert rows["population.persons"]["requests"] == 1
+    assert "population-officer-read" in rows["population.persons"]["allow_rules"]
