@@ -68,7 +68,8 @@ class Gateway:
         self.settings = settings
         issuer = settings.effective_issuer
         self.metrics = Metrics(VERSION)
-        self.directory = Directory.open(settings.db_path)
+        self.directory = (Directory.open_url(settings.directory_url.get_secret_value())
+                          if settings.directory_url else Directory.open(settings.db_path))
         self.catalogue = Catalogue(self.directory)
         self.keyring = KeyRing.load_or_create(settings.keys_dir)
         pepper = (bytes.fromhex(settings.secret_pepper.get_secret_value())

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     )
 
     # --- identity (issue 4) ---------------------------------------------------------------
+    directory_url: SecretStr | None = Field(
+        None, description="postgresql+psycopg://… for the directory (default: SQLite HOME/ztgw.db)")
     session_idle_timeout: int = Field(1800, ge=60, le=86400, description="SSO idle timeout, s")
     session_max_age: int = Field(8 * 3600, ge=300, le=30 * 86400,
                                  description="SSO absolute timeout, s")
@@ -178,7 +180,7 @@ class Settings(BaseSettings):
 
     def redacted(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
-        for key in ("secret_pepper", "audit_es_api_key", "federation_client_secret"):
+        for key in ("secret_pepper", "audit_es_api_key", "federation_client_secret", "directory_url"):
             if data.get(key):
                 data[key] = "********"
         data["effective_issuer"] = self.effective_issuer

@@ -45,6 +45,8 @@ def _settings(ctx: typer.Context) -> Any:
 def _directory(settings: Any) -> Any:
     from .directory import Directory
 
+    if settings.directory_url:
+        return Directory.open_url(settings.directory_url.get_secret_value())
     if not settings.db_path.exists():
         raise _fail(f"{settings.home} is not initialised: run `ztgw init` first")
     return Directory.open(settings.db_path)

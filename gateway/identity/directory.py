@@ -99,6 +99,14 @@ def open_engine(db_path: Path) -> sa.Engine:
     return engine
 
 
+def open_engine_url(url: str) -> sa.Engine:
+    """PostgreSQL (``postgresql+psycopg://…``) or any SQLAlchemy URL; SQLite paths use
+    :func:`open_engine`."""
+    if url.startswith("sqlite"):
+        return sa.create_engine(url, future=True)
+    return sa.create_engine(url, future=True, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
 class Directory:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -110,6 +118,15 @@ class Directory:
         d = cls(open_engine(db_path))
         create_tables(d.engine, metadata)
         create_tables(d.engine)  # the provider's state lives in the same database
+        return d
+
+    @classmethod
+    def open_url(cls, url: str) -> Directory:
+        from .store import create_tables
+
+        d = cls(open_engine_url(url))
+        create_tables(d.engine, metadata)
+        create_tables(d.engine)
         return d
 
     # --- clients -------------------------------------------------------------------------

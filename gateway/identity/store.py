@@ -154,7 +154,7 @@ def create_tables(engine: sa.Engine, meta: sa.MetaData = metadata) -> None:
         try:
             meta.create_all(engine)
             return
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
             if "already exists" not in str(exc) or attempt == 2:
                 raise
 
