@@ -67,6 +67,7 @@ ZW0, ZW1 = "\u200b", "\u200c"
 _ZW = re.compile("[\u200b\u200c]")
 _MONEY = re.compile(r"-?\d{1,13}\.\d{1,2}")
 _MONEY_START = frozenset("-0123456789")
+_MAX_MONEY = 1e13  # beyond this, cents no longer survive a float round trip exactly
 _CJK = re.compile("[\u4e00-\u9fff]")
 _PRF_CACHE = 1 << 16
 MEMO_SIZE = 8192
@@ -192,7 +193,7 @@ class Watermarker:
     def mark_value(self, value: Any, codeword: int) -> tuple[Any, int]:
         """(marked value, bits embedded)."""
         if isinstance(value, float):
-            if not math.isfinite(value) or abs(value) < 1:
+            if not math.isfinite(value) or not 1 <= abs(value) < _MAX_MONEY:
                 return value, 0
             cents = round(value * 100)
             bit = self._bit(codeword, self._prf("n" + str(cents >> 1)), 0)
@@ -288,7 +289,7 @@ def read_votes(wm: Watermarker, records: Iterable[Mapping[str, Any]]) -> dict[in
                 for v in value:
                     visit(v, depth + 1)
         elif isinstance(value, float):
-            if math.isfinite(value) and abs(value) >= 1:
+            if math.isfinite(value) and 1 <= abs(value) < _MAX_MONEY:
                 cents = round(value * 100)
                 vote("n" + str(cents >> 1), 0, cents & 1)
         elif isinstance(value, str):
