@@ -95,8 +95,20 @@ class AuditLog:
     def start(self) -> None:
         if self._thread is not None:
             return
+        self.spool = Spool(self.config.effective_spool_dir, self.config.segment_bytes)
+        try:
+            self._start()
+        except BaseException:
+            for shipper in self.shippers:
+                shipper.stop(1.0)
+            self.shippers = []
+            self.spool.close()  # releases the spool lock for the next attempt
+            self.spool = None
+            raise
+
+    def _start(self) -> None:
+        assert self.spool is not None
         conf = self.config
-        self.spool = Spool(conf.effective_spool_dir, conf.segment_bytes)
         self.checkpoints = CheckpointWriter(
             load_or_create_signing_key(conf.effective_keys_dir),
             conf.effective_checkpoint_path, conf.witness_dirs)
@@ -134,7 +146,7 @@ class AuditLog:
         return self._queue.qsize()
 
     def status(self) -> dict[str, Any]:
-        """For readiness, metrics and ``ztgw audit status``."""
+        """The live state of the trail (for readiness checks and metrics)."""
         return {
             "healthy": self.healthy,
             "queued": self.depth,

@@ -20,6 +20,7 @@ from ztgw.audit.query import AuditQuery
 from ztgw.audit.spool import SpoolLocked
 from ztgw.audit.store import AuditStore
 from ztgw.audit.verify import verify
+from ztgw.crypto.errors import CryptoError
 
 from .conftest import FlakySink, make_event, with_
 
@@ -268,3 +269,15 @@ def test_a_damaged_spool_line_does_not_stop_shipping(conf: AuditSettings) -> Non
     report = verify(store, conf.effective_checkpoint_path,
                     conf.effective_keys_dir / PUBLIC_KEY_FILE, [])
     assert report.first_bad_position == 3 and {f.kind for f in report.findings} == {"missing"}
+
+
+def test_a_failed_start_releases_the_spool(conf: AuditSettings) -> None:
+    conf.effective_keys_dir.mkdir(parents=True)
+    (conf.effective_keys_dir / "audit-checkpoint-sm2.pem").write_text("not a key")
+    with pytest.raises(CryptoError):
+        AuditLog.from_settings(conf).start()
+    (conf.effective_keys_dir / "audit-checkpoint-sm2.pem").unlink()
+    log = AuditLog.from_settings(conf)
+    log.start()  # not SpoolLocked: the failed attempt let go of the lock
+    log.emit(make_event("r")).result(timeout=10)
+    log.close()
