@@ -29,6 +29,7 @@ class AuditSettings:
     witness_dirs: tuple[Path, ...] = ()
     checkpoint_every: int = 10_000  # events
     checkpoint_seconds: float = 5.0
+    checkpoint_events: bool = False  # also put each checkpoint in the trail (→ every sink, the SOC index)
     # shipping
     sinks: tuple[str, ...] = ("store",)
     jsonl_path: Path | None = None  # default: db_path.parent / "events.jsonl"

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -42,6 +43,15 @@ MAX_EVENT_BYTES = 256 * 1024  # an event is a record of a decision, not a payloa
 
 Listener = Callable[[list[dict[str, Any]]], None]
 log = structlog.get_logger("ztgw.audit")
+
+
+CHECKPOINT_ACTION = "audit-checkpoint"
+
+
+def _announcement(doc: dict[str, Any]) -> bool:
+    ev = doc.get("event")
+    return (isinstance(ev, dict) and ev.get("action") == CHECKPOINT_ACTION
+            and ev.get("dataset") == "ztgw.audit")
 
 
 def _urgent(doc: dict[str, Any]) -> bool:
@@ -70,6 +80,8 @@ class AuditLog:
         self._seq = 0
         self._prev = GENESIS
         self._leaves: list[bytes] = []
+        self._leaf_real: list[bool] = []  # False for checkpoint announcements (they never trigger one)
+        self._pending_real = 0
         self._spool_bytes = 0
 
     @classmethod
@@ -122,10 +134,13 @@ class AuditLog:
         self._prev = bytes.fromhex(value) if value else GENESIS
         # chain values written after the last checkpoint, to be covered by the next one
         cp_seq = self.checkpoints.last_seq
-        leaves = [(chain_fields(d)[0], chain_fields(d)[2]) for d in self.spool.records(cp_seq)]
-        self._leaves = [bytes.fromhex(v) for s, v in leaves if v and s and s <= self._seq]
+        docs = [d for d in self.spool.records(cp_seq) if (chain_fields(d)[0] or 0) <= self._seq]
+        self._leaves = [bytes.fromhex(chain_fields(d)[2] or "") for d in docs]
+        self._leaf_real = [not _announcement(d) for d in docs]
         if len(self._leaves) != max(0, self._seq - cp_seq):  # the spool lost them: use the store
             self._leaves = self.store.chain_values(cp_seq + 1, self._seq)
+            self._leaf_real = [True] * len(self._leaves)
+        self._pending_real = sum(self._leaf_real)
         self._spool_bytes = self.spool.size
         self.shippers = [Shipper(s, self.spool, conf.effective_spool_dir / "cursors")
                          for s in self._sinks()]
@@ -219,11 +234,11 @@ class AuditLog:
                     self._sync()
                     last_sync = now
             now = time.monotonic()
-            if not stop and self._leaves and (len(self._leaves) >= conf.checkpoint_every
-                                              or now - last_cp >= conf.checkpoint_seconds):
-                self._checkpoint()
+            if not stop and self._pending_real and (len(self._leaves) >= conf.checkpoint_every
+                                                    or now - last_cp >= conf.checkpoint_seconds):
+                self._checkpoint(announce=conf.checkpoint_events)
                 last_cp = now
-            elif not self._leaves:
+            elif not self._pending_real:
                 last_cp = now
             if stop or now - last_gc >= GC_EVERY:
                 self._collect()
@@ -270,6 +285,9 @@ class AuditLog:
             return False
         self._seq, self._prev = seq, prev
         self._leaves.extend(leaves)
+        real = [not _announcement(d) for d in docs]
+        self._leaf_real.extend(real)
+        self._pending_real += sum(real)
         self.written += len(docs)
         self._spool_bytes = self.spool.size
         for _, fut in batch:
@@ -292,7 +310,7 @@ class AuditLog:
         except OSError as exc:
             self._failed = exc
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, announce: bool = False) -> None:
         """Sign the positions written since the last checkpoint — with the embedded store as a
         sink, only those it already holds, so a verifier never sees a signed position the
         store has not received yet (that would read as a truncation)."""
@@ -307,11 +325,25 @@ class AuditLog:
             return
         covered = leaves[: upto - first + 1]
         try:
-            self.checkpoints.write(first, upto, covered[-1], merkle_root(covered), iso_now())
+            cp = self.checkpoints.write(first, upto, covered[-1], merkle_root(covered), iso_now())
         except OSError as exc:  # keep the leaves; the next round tries again
             log.error("audit checkpoint could not be written", error=str(exc))
             return
         self._leaves = leaves[len(covered):]
+        self._leaf_real = self._leaf_real[len(covered):]
+        self._pending_real = sum(self._leaf_real)
+        if announce:  # a copy for every sink: the SOC index becomes one more witness
+            event = {
+                "@timestamp": iso_now(), "ecs": {"version": ECS_VERSION},
+                "message": f"audit checkpoint {cp.seq_from}..{cp.seq_to}",
+                "event": {"id": f"checkpoint-{cp.seq_to}-{cp.head[:16]}", "kind": "state",
+                          "category": ["configuration"], "type": ["info"],
+                          "action": CHECKPOINT_ACTION, "dataset": "ztgw.audit", "module": "ztgw"},
+                "data_stream": {"type": "logs", "dataset": "ztgw.audit", "namespace": "default"},
+                "ztgw": {"checkpoint": asdict(cp)},
+            }
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait((event, None))
 
     def _collect(self) -> None:
         if self.spool is None or self.checkpoints is None:

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     audit_witness_dirs: list[Path] = Field([], description="copies of the signed checkpoints")
     audit_checkpoint_seconds: float = Field(5.0, gt=0, le=3600)
     audit_checkpoint_every: int = Field(10_000, ge=1)
+    audit_checkpoint_events: bool = Field(False, description="also ship each checkpoint as an event")
     max_request_body: int = 1024 * 1024
     max_response_body: int = 64 * 1024 * 1024
     upstream_connect_timeout: float = 3.0
@@ -172,6 +173,7 @@ class Settings(BaseSettings):
             witness_dirs=tuple(self.audit_witness_dirs),
             checkpoint_every=self.audit_checkpoint_every,
             checkpoint_seconds=self.audit_checkpoint_seconds,
+            checkpoint_events=self.audit_checkpoint_events,
             sinks=tuple(self.audit_sinks), jsonl_path=self.audit_jsonl_path,
             es_url=self.audit_es_url,
             es_api_key=self.audit_es_api_key.get_secret_value() if self.audit_es_api_key else None,

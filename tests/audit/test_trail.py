@@ -281,3 +281,27 @@ def test_a_failed_start_releases_the_spool(conf: AuditSettings) -> None:
     log.start()  # not SpoolLocked: the failed attempt let go of the lock
     log.emit(make_event("r")).result(timeout=10)
     log.close()
+
+
+def test_checkpoints_can_travel_with_the_events_to_every_sink(conf: AuditSettings) -> None:
+    c = with_(conf, sinks=("store", "jsonl"), checkpoint_events=True, checkpoint_seconds=0.2)
+    log = AuditLog.from_settings(c)
+    log.start()
+    for f in [log.emit(make_event(f"r{i}")) for i in range(10)]:
+        f.result(timeout=10)
+    deadline = time.monotonic() + 20
+    while log.checkpoints is not None and log.checkpoints.last_seq < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # idle: an announcement alone must not trigger another checkpoint
+    assert log.flush(10)
+    written = log.written
+    log.close()
+    store = AuditStore(c.db_path)
+    (cp_doc,) = store.search(AuditQuery(event_dataset="ztgw.audit"))
+    cps, _ = read_checkpoints(c.effective_checkpoint_path)
+    assert cp_doc["ztgw"]["checkpoint"] == {**cp_doc["ztgw"]["checkpoint"], "seq_to": cps[0].seq_to,
+                                            "sig": cps[0].sig}
+    assert written == 11  # ten events and one announcement, no endless loop
+    lines = c.effective_jsonl_path.read_bytes().splitlines()
+    assert any(b"audit-checkpoint" in x for x in lines)
+    check(c)
