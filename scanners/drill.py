@@ -170,7 +170,7 @@ class Campaign:
             (Attack("credential-stuffing", ("credential-stuffing", "password-spraying")), self.stuffing),
             (Attack("token-replay", ("token-replay",)), self.token_replay),
             (Attack("injection", ("injection",)), self.injection),
-            (Attack("traversal", ("injection",)), self.traversal),
+            (Attack("traversal", ("traversal",)), self.traversal),
             (Attack("enumeration", ("enumeration",)), self.enumeration),
             (Attack("scanner", ("scanner",)), self.scanner),
             (Attack("exfiltration", ("exfiltration",)), self.exfiltration),
@@ -180,6 +180,11 @@ class Campaign:
                 continue
             self._step(attack, fn)
         return self.attacks
+
+
+def _trigger_time(alert: dict[str, Any]) -> str:
+    first = alert.get("ztgw", {}).get("alert", {}).get("first_event_time")
+    return first if isinstance(first, str) else str(alert["@timestamp"])
 
 
 def _epoch(ts: str) -> float:
@@ -196,10 +201,13 @@ def score(attacks: list[Attack], alerts: list[dict[str, Any]]) -> dict[str, Any]
     """Per attack: detected or missed, by which rules, time to detect and to respond."""
     rows = []
     for a in attacks:
+        # an alert belongs to the attack whose traffic triggered it (the triggering event's
+        # time, with half a second of slack for clocks and batching)
         hits = [al for al in alerts if al.get("rule", {}).get("category") in a.expects
-                and _epoch(al["@timestamp"]) >= a.started - 1]
+                and a.started - 0.5 <= _epoch(_trigger_time(al)) <= a.ended + 0.5]
         first = min((_epoch(h["event"].get("created") or h["@timestamp"]) for h in hits), default=None)
-        responses = [r for h in hits for r in h.get("ztgw", {}).get("alert", {}).get("responses", [])]
+        responses = list({(r["action"], r["target"]): r for h in hits
+                          for r in h.get("ztgw", {}).get("alert", {}).get("responses", [])}.values())
         rows.append({
             "attack": a.name, "requests": a.requests, "statuses": a.statuses, "skipped": a.skipped,
             "detected": bool(hits), "rules": sorted({h["rule"]["name"] for h in hits}),

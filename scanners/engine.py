@@ -49,6 +49,7 @@ DEFAULT_RESPONSES: dict[str, list[dict[str, Any]]] = {
                      {"action": "lock-account", "ttl": 1800}],
     "off-hours": [{"action": "raise-risk", "value": 40, "ttl": 3600}],
     "injection": [{"action": "block-ip", "ttl": 900}],
+    "traversal": [{"action": "block-ip", "ttl": 900}],
     "scanner": [{"action": "block-ip", "ttl": 900}],
 }
 
@@ -72,7 +73,9 @@ def _sigma_category(rule: CompiledRule) -> str:
     title = rule.title.lower()
     if "scanner" in title or "tool" in title:
         return "scanner"
-    if any(w in title for w in ("injection", "scripting", "traversal", "forgery")):
+    if "traversal" in title:
+        return "traversal"
+    if any(w in title for w in ("injection", "scripting", "forgery")):
         return "injection"
     return "sigma"
 

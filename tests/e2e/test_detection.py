@@ -128,7 +128,7 @@ def test_ack_and_undo(drill_gw: RunningGateway) -> None:
     token = drill_gw.token("demo-police")
     httpx.get(drill_gw.base + "/api/population/persons/..%2f..%2fetc%2fpasswd",
               headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": "203.0.113.9"}, timeout=10)
-    a = wait_alert(drill_gw, "injection", lambda a: a.get("source", {}).get("ip") == "203.0.113.9")
+    a = wait_alert(drill_gw, "traversal", lambda a: a.get("source", {}).get("ip") == "203.0.113.9")
     aid = a["event"]["id"]
     drill_gw.cli_json("alerts", "ack", aid, "--note", "drill", "--by", "blue-team", "--json")
     unacked = drill_gw.cli_json("alerts", "list", "--json", "--since", "1h", "--unacked")["alerts"]
