@@ -118,6 +118,7 @@ def users_add(
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     roles = tuple(r for r in attrs.pop("roles", "").split(",") if r)
+    groups = [g for g in attrs.pop("groups", "").split(",") if g]
     department = attrs.pop("department", None)
     display_name = attrs.pop("display_name", None)
     directory = _directory(settings)
@@ -132,11 +133,14 @@ def users_add(
         from ztgw.crypto.passwords import hash_password
 
         password_hash = hash_password(password, iterations=settings.password_iterations)
+    attributes: dict[str, Any] = dict(attrs)
+    if groups:
+        attributes["groups"] = groups  # a list: the policy engine and the `groups` claim read it
     directory.put_user(UserRecord(username=name, display_name=display_name,
                                   password_hash=password_hash, department=department,
-                                  clearance=clearance, roles=roles, attributes=attrs))
+                                  clearance=clearance, roles=roles, attributes=attributes))
     out = {"username": name, "department": department, "clearance": clearance.label,
-           "roles": list(roles), "attributes": attrs, "password": password_hash is not None}
+           "roles": list(roles), "attributes": attributes, "password": password_hash is not None}
     if as_json:
         _print_json(out)
     else:

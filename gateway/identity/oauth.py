@@ -58,7 +58,8 @@ ACR_LEVELS = {  # acr value -> strength; a request's acr_values asks for at leas
     "urn:ztgw:acr:fed": 1,
 }
 CLAIMS_SUPPORTED = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
-                    "azp", "at_hash", "name", "preferred_username", "department", "clearance")
+                    "azp", "at_hash", "name", "preferred_username", "department", "clearance",
+                    "groups")
 
 
 class FormPayload(OAuth2Payload):
@@ -299,6 +300,9 @@ def user_claims(user: UserRecord, scope: str) -> dict[str, Any]:
         if user.department:
             claims["department"] = user.department
         claims["clearance"] = user.clearance.label
+        groups = user.attributes.get("groups")
+        if isinstance(groups, list) and all(isinstance(g, str) for g in groups):
+            claims["groups"] = groups
     return claims
 
 

@@ -329,3 +329,17 @@ def test_admin_ending_a_session_notifies_the_application(gateway: RunningGateway
         assert claims["sub"] == name and claims["aud"] == app["client_id"]
     finally:
         server.shutdown()
+
+
+def test_directory_attributes_reach_userinfo(gateway: RunningGateway) -> None:
+    name, password = new_user(gateway, "department=市市场监督管理局", "clearance=重要",
+                              "roles=enterprise-reader", "groups=执法一队,值班组", "display_name=赵敏")
+    browser = Browser(gateway.base)
+    cb, req = browser.sign_in(PORTAL, PORTAL_REDIRECT, name, password)
+    tok = exchange(gateway.base, req, cb.params["code"]).json()
+    info = httpx.get(f"{gateway.base}/oauth2/userinfo",
+                     headers={"Authorization": f"Bearer {tok['access_token']}"}).json()
+    assert info == {"sub": name, "name": "赵敏", "preferred_username": name,
+                    "department": "市市场监督管理局", "clearance": "重要", "groups": ["执法一队", "值班组"]}
+    listed = {u["username"]: u for u in gateway.cli_json("users", "list", "--json")["users"]}
+    assert listed[name]["roles"] == ["enterprise-reader"]
