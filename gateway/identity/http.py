@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -109,10 +110,19 @@ def build_router(server: Server, keyring: KeyRing, issuer: str,
                 {"error": "invalid_request", "error_description": "repeated parameters"},
                 status_code=400, headers={"Cache-Control": "no-store"},
             )
-        return StarletteOAuth2Request(
-            request.method, str(request.url), request.headers, form,  # type: ignore[arg-type]
-            dict(request.query_params),
-        )
+        try:
+            # the configured issuer, not the Host header: behind a TLS-terminating proxy the
+            # socket sees http, and authlib refuses OAuth over http (except on loopback)
+            return StarletteOAuth2Request(
+                request.method, issuer + request.url.path, request.headers,  # type: ignore[arg-type]
+                form, dict(request.query_params),
+            )
+        except InsecureTransportError:
+            return ORJSONResponse(
+                {"error": "invalid_request",
+                 "error_description": "OAuth needs https: set ZTGW_ISSUER to the https URL"},
+                status_code=400, headers={"Cache-Control": "no-store"},
+            )
 
     def respond(status: int, payload: Any, headers: Any) -> ORJSONResponse:
         hdrs = dict(headers)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.base import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -142,7 +143,9 @@ class IdentityWeb:
                             code=f"{error.error}: {error.description or ''}")
 
     def oauth_request(self, request: Request, args: dict[str, str]) -> StarletteOAuth2Request:
-        return StarletteOAuth2Request("GET", str(request.url), dict(request.headers),
+        # the configured issuer (https in production), not what the socket saw behind a proxy;
+        # an http issuer off loopback makes authlib refuse: fail closed, see authorize()
+        return StarletteOAuth2Request("GET", self.issuer + request.url.path, dict(request.headers),
                                       {k: [v] for k, v in args.items()}, args)
 
     @staticmethod
@@ -181,7 +184,11 @@ class IdentityWeb:
         need = max(required_level(args), acr_level(self.store.client_min_acr(args.get("client_id", ""))))
         if session is not None and acr_level(session.acr) < need:
             needs_login, step_up = True, True
-        req = self.oauth_request(request, args)
+        try:
+            req = self.oauth_request(request, args)
+        except InsecureTransportError:
+            return self.message(request, "无法完成登录请求", "统一身份认证必须通过 HTTPS 访问。",
+                                code="insecure_transport")
         try:
             grant = self.server.get_consent_grant(
                 req, end_user=None if needs_login else self.end_user(session))  # type: ignore[arg-type]
@@ -315,9 +322,12 @@ class IdentityWeb:
         args = dict(parse_qsl(single(form, "authz")))
         if session is None:
             return self.login_page(request, urlencode(args))
-        req = self.oauth_request(request, args)
         try:
+            req = self.oauth_request(request, args)
             grant = self.server.get_consent_grant(req, end_user=self.end_user(session))
+        except InsecureTransportError:
+            return self.message(request, "授权失败", "统一身份认证必须通过 HTTPS 访问。",
+                                code="insecure_transport")
         except OAuth2Error as error:
             return self.oauth_error(request, error)
         if single(form, "decision") != "allow":
