@@ -305,3 +305,31 @@ def test_checkpoints_can_travel_with_the_events_to_every_sink(conf: AuditSetting
     lines = c.effective_jsonl_path.read_bytes().splitlines()
     assert any(b"audit-checkpoint" in x for x in lines)
     check(c)
+
+
+def test_a_checkpoint_never_signs_past_what_the_store_holds(conf: AuditSettings) -> None:
+    import threading
+
+    c = with_(conf, checkpoint_seconds=3600)
+    log = AuditLog.from_settings(c)
+    log.start()
+    store_shipper = log.shippers[0]
+    gate = threading.Event()
+    real_send = store_shipper.sink.send_lines  # type: ignore[attr-defined]
+
+    def slow_send(docs, lines):  # the store is slow: nothing reaches it until the gate opens
+        gate.wait(30)
+        real_send(docs, lines)
+
+    store_shipper.sink.send_lines = slow_send  # type: ignore[attr-defined]
+    for f in [log.emit(make_event(f"r{i}")) for i in range(10)]:
+        f.result(timeout=10)
+    log._checkpoint()
+    assert log.checkpoints is not None and log.checkpoints.last_seq == 0  # nothing signed yet
+    check(c)  # a verifier meanwhile sees no "truncation"
+    gate.set()
+    assert log.flush(10)
+    log._checkpoint()
+    assert log.checkpoints.last_seq == 10
+    log.close()
+    check(c)
