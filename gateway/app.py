@@ -124,6 +124,7 @@ class Gateway:
             watermarker=Watermarker(protection_keys.watermark,
                                     WatermarkRegistry(settings.home / WATERMARK_REGISTRY)),
             signatures=SignatureVerifier(ApiKeyStore(self.directory)),
+            blocklist=self.blocklist,
             routes=RouteTable(self.catalogue.all()),
             verifier=self.verifier,
             subjects=SubjectResolver(self.directory),

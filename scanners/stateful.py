@@ -99,7 +99,8 @@ class View:
         self.ip = (ev.get("source") or {}).get("ip")
         z = ev.get("ztgw") or {}
         self.client = (z.get("oidc") or {}).get("client_id")
-        tok = z.get("token") or {}
+        tok = z.get("credential") or z.get("token")
+        tok = tok if isinstance(tok, dict) else {}
         self.token = tok.get("fingerprint") or tok.get("id")
         d = z.get("data") or {}
         self.records = d.get("records")
@@ -284,7 +285,7 @@ class Stuffing(Detector):
 
 
 class TokenReplay(Detector):
-    """One bearer token (``ztgw.token.fingerprint``, when the data plane records it) used
+    """One bearer token (``ztgw.credential.fingerprint``, recorded by the data plane) used
     from several addresses or user agents; without it, one principal from many addresses."""
 
     rule_id, rule_name = "ztgw-token-replay", "Token replayed from another client or address"

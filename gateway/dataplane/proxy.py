@@ -24,8 +24,10 @@ import orjson
 from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.events import access_event
 from ztgw.audit.log import AuditLog
+from ztgw.crypto import sm3
 from ztgw.policies.domain import Classification, Decision, Environment, Resource, Subject
 from ztgw.policies.engine import PolicyEngine
+from ztgw.scanners.response import Blocklist
 
 from ..errors import (
     BadRequest,
@@ -91,6 +93,7 @@ class Exchange:
     route: RouteMatch | None = None
     data: dict[str, Any] | None = None
     watermark_id: str | None = None
+    token_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +109,14 @@ class DataPlane:
                  subjects: SubjectResolver, engine: PolicyEngine, audit: AuditLog,
                  metrics: Metrics, upstream: UpstreamPool, addresses: ClientAddressResolver,
                  limiter: RateLimiter, keys: ProtectionKeys, watermarker: Watermarker,
-                 signatures: SignatureVerifier | None = None) -> None:
+                 signatures: SignatureVerifier | None = None,
+                 blocklist: Blocklist | None = None) -> None:
         self.config, self.routes, self.verifier = config, routes, verifier
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
         self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
         self.keys, self.watermarker, self.quota = keys, watermarker, DailyQuota()
         self.signatures = signatures
+        self.blocklist = blocklist  # automatic responses of the detection engine (issue 10)
 
     async def start(self) -> None:
         await self.upstream.start()
@@ -194,6 +199,8 @@ class DataPlane:
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadRequest("the query string is malformed", code="invalid_query") from exc
         ex.query_keys = sorted({k for k, _ in params})
+        if self.blocklist is not None and self.blocklist.blocked_ip(ex.source_ip):
+            raise Forbidden("this address is temporarily blocked", code="address_blocked")
         route = self.routes.match(path)
         if route is None:
             raise NotFound("no data API at this path")
@@ -212,12 +219,22 @@ class DataPlane:
             except TokenInvalid as exc:
                 self.metrics.authn_failures.labels(exc.reason).inc()
                 raise Unauthenticated(str(exc), code="invalid_token") from exc
+        if at.jti:
+            # SM3 of the token id: lets detection follow one token without logging the token
+            ex.token_fingerprint = sm3.digest(at.jti.encode()).hex()[:32]
         subject = self.subjects.resolve(at)
         if subject is None:
             self.metrics.authn_failures.labels("unknown_client").inc()
             raise Unauthenticated("the token's application is unknown or disabled",
                                   code="invalid_token")
         ex.subject = subject
+        risk = 0
+        if self.blocklist is not None:
+            if self.blocklist.token_revoked(ex.token_fingerprint):
+                raise Unauthenticated("the token has been revoked", code="invalid_token")
+            if subject.kind == "user" and self.blocklist.account_locked(subject.name):
+                raise Forbidden("the account is temporarily locked", code="account_locked")
+            risk = int(self.blocklist.risk(subject.name))
 
         ds = route.dataset
         resource = Resource(
@@ -225,7 +242,8 @@ class DataPlane:
             owner_department=ds.owner_department, record_id=route.record_id, fields=ds.fields,
         )
         env = Environment(time=datetime.now(UTC), source_ip=ex.source_ip,
-                          zone=self.addresses.zone_of(ex.source_ip), acr=at.claims.get("acr"))
+                          zone=self.addresses.zone_of(ex.source_ip), acr=at.claims.get("acr"),
+                          risk_score=risk)
         decision = self.engine.decide(subject, resource, action, env)
         ex.decision = decision
         self.metrics.decisions.labels(decision.effect, decision.ruleset or "").inc()
@@ -404,6 +422,10 @@ class DataPlane:
             event["rule"] = {"ruleset": ex.decision.ruleset, "version": ex.decision.ruleset_version}
         if ex.watermark_id:
             event["ztgw"]["watermark"] = {"id": ex.watermark_id}
+        if ex.token_fingerprint:
+            # not "token": the audit sanitiser (rightly) replaces any field of that name
+            event["ztgw"]["credential"] = {"kind": "access_token",
+                                           "fingerprint": ex.token_fingerprint}
         if ex.data is None and ex.route is not None:
             event["ztgw"]["data"] = {
                 "dataset": ex.route.dataset.dataset,

@@ -31,6 +31,8 @@ def drill_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGatewa
     gw, procs = start_processes(tmp_path_factory.mktemp("ztgw-detect"), {
         "ZTGW_TRUSTED_PROXIES": '["127.0.0.0/8"]',
         "ZTGW_DETECT_RESPONSES": "true",
+        # the responses are enforced by the data plane: never block the test's own host
+        "ZTGW_DETECT_ALLOWLIST_IPS": '["127.0.0.1"]',
         "ZTGW_DETECT_POLL_INTERVAL": "0.2",
         "ZTGW_DETECT_THRESHOLDS": '{"exfil_min_records": 2000}',
     })
@@ -78,6 +80,21 @@ def test_sql_injection_probe_raises_an_ecs_alert_and_blocks_the_address(drill_gw
     assert taken and taken[0]["target"] == "203.0.113.7"
     book = {x["id"]: x for x in responses(drill_gw)}
     assert book[taken[0]["id"]]["active"] is True
+    # the data plane enforces the block (its snapshot refreshes within a second) …
+    deadline = time.monotonic() + 5
+    while True:
+        blocked = httpx.get(drill_gw.base + "/api/population/persons",
+                            headers={"Authorization": f"Bearer {token}",
+                                     "X-Forwarded-For": "203.0.113.7"}, timeout=10)
+        if blocked.status_code == 403 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert blocked.status_code == 403 and blocked.json()["error"] == "address_blocked"
+    # … and only for that address
+    other = httpx.get(drill_gw.base + "/api/population/persons",
+                      headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": "203.0.113.99"},
+                      timeout=10)
+    assert other.status_code == 200
 
 
 def test_repeats_are_grouped_not_re_alerted(drill_gw: RunningGateway) -> None:
@@ -118,10 +135,22 @@ def test_token_replay_from_several_addresses(drill_gw: RunningGateway) -> None:
     for ip in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
         httpx.get(f"{drill_gw.base}/api/social-security/contributions?size=1",
                   headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": ip}, timeout=10)
-    a = wait_alert(drill_gw, "token-replay", lambda a: "demo-hrss" in a["ztgw"]["alert"]["group"])
-    assert len(a["ztgw"]["alert"]["addresses"]) >= 3
+    # the data plane records an SM3 fingerprint of the token id, so the token itself is followed
+    a = wait_alert(drill_gw, "token-replay",
+                   lambda a: a["ztgw"]["alert"]["group"].startswith("ztgw-token-replay|token:"))
+    assert len(a["ztgw"]["alert"]["addresses"]) >= 2
     kinds = {x["action"] for x in a["ztgw"]["alert"]["responses"]}
-    assert "raise-risk" in kinds
+    assert {"raise-risk", "revoke-token"} <= kinds
+    assert token not in str(a), "the token itself must never appear in an alert"
+    # the revoked token stops working at the data plane (blocklist snapshot ≤ 1 s old)
+    deadline = time.monotonic() + 5
+    while True:
+        r = httpx.get(f"{drill_gw.base}/api/social-security/contributions?size=1",
+                      headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        if r.status_code == 401 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert r.status_code == 401 and r.json()["error"] == "invalid_token"
 
 
 def test_ack_and_undo(drill_gw: RunningGateway) -> None:
