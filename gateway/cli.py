@@ -23,6 +23,7 @@ from rich.console import Console
 from ztgw.audit.checkpoint import load_or_create_signing_key
 from ztgw.audit.cli import app as audit_app
 from ztgw.audit.store import AuditStore
+from ztgw.crypto.cli import app as crypto_app
 from ztgw.gateway.dataplane.cli import apikeys_app
 from ztgw.scanners import cli as scanners_cli
 
@@ -45,6 +46,7 @@ app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
+app.add_typer(crypto_app, name="crypto")
 app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(scan_app, name="scan")
 app.add_typer(watermark_app, name="watermark")
