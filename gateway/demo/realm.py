@@ -91,6 +91,16 @@ DEMO_CLIENTS = (
 DEMO_CLIENTS = (
     *DEMO_CLIENTS,
     DemoClient(
+        "demo-secops",
+        "安全运营中心",
+        "demo-secops-secret-2026",
+        DATA_BUREAU,
+        ("security-auditor",),
+        "ztgw.audit.read",
+        C,
+        note="security operations: searches the audit trail through the admin API (/admin/v1/audit/events)",
+    ),
+    DemoClient(
         "demo-portal",
         "城市政务服务门户",
         None,

@@ -22,6 +22,12 @@ def tour(base: str, accounts: dict[str, Any]) -> str:
         if c["client_secret"]:
             lines.append(f"  {c['client_id']:<15} secret {c['client_secret']:<28} {c['name']}"
                          f" — {c['note']}")
+    if accounts.get("users"):
+        lines += ["", "Demo people (sign in at the login page; demo-only passwords):"]
+        for u in accounts["users"]:
+            lines.append(f"  {u['username']:<10} {u['password']:<20} {u['display_name']} "
+                         f"{u['department']} 密级 {u['clearance']}")
+        lines.append(f"  login page       {base}/login")
     lines += [
         "",
         "Datasets: " + ", ".join(f"{r['prefix']} ({r['classification']})"
@@ -34,9 +40,13 @@ def tour(base: str, accounts: dict[str, Any]) -> str:
         "| python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])')",
         f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/api/population/persons?page=1&size=3'",
         "",
-        "Then see the decision in the audit trail:",
+        "Then see the decision in the audit trail — from the CLI, or as the security",
+        "operations centre through the admin API:",
         "",
         "  .venv/bin/ztgw audit search --limit 5",
+        f"  SOC=$(curl -s -u demo-secops:demo-secops-secret-2026 -d grant_type=client_credentials "
+        f"{base}/oauth2/token | python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])')",
+        f"  curl -s -H \"Authorization: Bearer $SOC\" '{base}/admin/v1/audit/events?decision=deny&limit=3'",
         "",
         "Press Ctrl-C to stop.",
     ]
