@@ -184,6 +184,12 @@ def serve(
     if not settings.db_path.exists():
         err.print(f"{settings.home} is not initialised: run `ztgw init` first")
         raise typer.Exit(2)
+    if workers > 1:
+        # The audit spool has one writer per home (one SM3 chain, never split silently); worker
+        # processes that share it through a single audit-writer process are not built yet.
+        err.print("--workers > 1 is not supported yet: the audit trail of a home has a single "
+                  "writer. Run one worker per home (see docs/dataplane.md, 'Not yet').")
+        raise typer.Exit(2)
     from functools import partial
 
     from .server import DeadlineProtocol
