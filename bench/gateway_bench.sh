@@ -17,7 +17,12 @@ WORK=$(mktemp -d)
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); NG=$(free_port); GW=$(free_port); PT=$(free_port)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done  # let them flush before rm
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 export ZTGW_HOME="$WORK/home"
@@ -42,8 +47,11 @@ NGX
 "$NGINX" -c "$WORK/nginx.conf" -p "$WORK"
 
 ZTGW_PORT=$GW "${ZTGW[@]}" serve --port "$GW" & PIDS+=($!)
-# pass-through: the same gateway code with the security pipeline switched off (bench only)
-ZTGW_HOME="$WORK/home" ZTGW_DATA_PLANE_PASSTHROUGH=true "${ZTGW[@]}" serve --port "$PT" & PIDS+=($!)
+# pass-through: the same gateway code with the security pipeline switched off (bench only);
+# its own home, because a home's audit spool has a single writer
+ZTGW_HOME="$WORK/home-pt" "${ZTGW[@]}" init >/dev/null 2>&1
+ZTGW_HOME="$WORK/home-pt" "${ZTGW[@]}" demo seed --upstream-url "http://127.0.0.1:$UP" >/dev/null 2>&1
+ZTGW_HOME="$WORK/home-pt" ZTGW_DATA_PLANE_PASSTHROUGH=true "${ZTGW[@]}" serve --port "$PT" & PIDS+=($!)
 
 for url in "http://127.0.0.1:$UP/healthz" "http://127.0.0.1:$GW/readyz" "http://127.0.0.1:$PT/healthz" "http://127.0.0.1:$NG/healthz"; do
   for _ in $(seq 100); do curl -sf "$url" >/dev/null 2>&1 && break; sleep 0.2; done
