@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import hmac
-import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from ..keyfiles import load_or_create_secret
 
 HEADER = "x-ztgw-identity"
 KEY_FILE = "upstream-identity.key"
@@ -34,15 +34,7 @@ def _unb64(text: str) -> bytes:
 
 
 def load_or_create_key(keys_dir: Path) -> bytes:
-    path = keys_dir / KEY_FILE
-    if path.exists():
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
-    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(key.hex())
-    return key
+    return load_or_create_secret(keys_dir / KEY_FILE)
 
 
 def sign_identity(key: bytes, claims: dict[str, Any]) -> str:

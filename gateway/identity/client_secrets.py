@@ -8,9 +8,10 @@ password hash would only slow the token endpoint).  The pepper lives in ``HOME/k
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 from pathlib import Path
+
+from ..keyfiles import load_or_create_secret
 
 PREFIX = "hmac-sm3$"
 PEPPER_FILE = "pepper"
@@ -21,15 +22,7 @@ def new_client_secret() -> str:
 
 
 def load_or_create_pepper(keys_dir: Path) -> bytes:
-    path = keys_dir / PEPPER_FILE
-    if path.exists():
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
-    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pepper = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(pepper.hex())
-    return pepper
+    return load_or_create_secret(keys_dir / PEPPER_FILE)
 
 
 class SecretHasher:
