@@ -83,6 +83,10 @@ def test_start_fails_closed_on_a_bad_bundle(tmp_path: Path) -> None:
         PolicyRuntime(settings)
 
 
+def _rule(rt: PolicyRuntime, rule_id: str) -> Any:
+    return next(r for r in rt.engine.policy.bundle.rules if r.id == rule_id)
+
+
 def test_signature_required_at_start_and_on_reload(tmp_path: Path) -> None:
     pub = tmp_path / "pub.pem"
     pub.write_bytes(KEY.public_key().to_pem())
@@ -96,11 +100,11 @@ def test_signature_required_at_start_and_on_reload(tmp_path: Path) -> None:
     edit(active, "subjects: [role:suspended]", "subjects: [role:nobody]")
     assert not rt.check()
     assert "altered" in (rt.last_error or "")
-    assert rt.engine.policy.bundle.rules[-1].subjects == ("role:suspended",)
+    assert _rule(rt, "deny-suspended").subjects == ("role:suspended",)
     # re-signed by the trusted key: accepted
     sign_bundle(active, KEY)
     assert rt.check()
-    assert rt.engine.policy.bundle.rules[-1].subjects == ("role:nobody",)
+    assert _rule(rt, "deny-suspended").subjects == ("role:nobody",)
 
 
 def test_signature_required_without_a_trusted_key_refuses(tmp_path: Path) -> None:
