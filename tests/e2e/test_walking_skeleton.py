@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -185,3 +186,16 @@ def test_health_and_metrics(gateway: RunningGateway) -> None:
     text = httpx.get(f"{gateway.base}/metrics").text
     assert re.search(r'ztgw_policy_decisions_total\{effect="allow",ruleset="demo"\} [1-9]', text)
     assert "ztgw_http_request_duration_seconds_bucket" in text
+
+
+def test_demo_enterprise_data_is_watermarked_and_traceable(gateway: RunningGateway,
+                                                           tmp_path: Path) -> None:
+    token = gateway.token("demo-analytics")
+    r = httpx.get(f"{gateway.base}/api/enterprise/companies", params={"size": 200},
+                  headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    leak = tmp_path / "leak.json"
+    leak.write_bytes(r.content)
+    out = gateway.cli_json("watermark", "trace", str(leak), "--json")
+    assert out["attributed"] and out["recipient"] == "demo-analytics"
+    assert out["request_id"] == r.headers["x-request-id"]
