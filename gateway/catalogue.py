@@ -40,11 +40,13 @@ class Dataset:
     # query parameters the upstream filters by (row-filter obligations are pushed down to them)
     filter_fields: frozenset[str] = frozenset()
     enabled: bool = True
+    # derived once (it is read on every data-plane request): as sensitive as its most
+    # sensitive field
+    classification: Classification = field(init=False)
 
-    @property
-    def classification(self) -> Classification:
-        """A dataset is as sensitive as its most sensitive field."""
-        return max(self.fields.values(), default=Classification.GENERAL)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classification",
+                           max(self.fields.values(), default=Classification.GENERAL))
 
 
 class Catalogue:

@@ -125,7 +125,7 @@ class DataPlane:
         await self.upstream.stop()
 
     def handles(self, raw_path: bytes) -> bool:
-        return any(raw_path.startswith(p.encode()) for p in self.routes.prefixes)
+        return raw_path.startswith(self.routes.raw_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

@@ -20,6 +20,7 @@ class RouteTable:
         # longest prefix first, so /api/a/b wins over /api/a
         self._routes = sorted(enabled, key=lambda d: len(d.route_prefix), reverse=True)
         self.prefixes = tuple(d.route_prefix for d in self._routes)
+        self.raw_prefixes = tuple(p.encode() for p in self.prefixes)  # for the raw-path dispatch
 
     def match(self, path: str) -> RouteMatch | None:
         for d in self._routes:
