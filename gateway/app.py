@@ -31,6 +31,7 @@ from .dataplane.routes import RouteTable
 from .dataplane.signatures import ApiKeyStore, SignatureVerifier
 from .dataplane.upstream import UpstreamConfig, UpstreamPool
 from .http import JSONResponse as ORJSONResponse
+from .identity.auditing import REQUIRED_ACTIONS, AuditRefused, OutboxRelay
 from .identity.authn import Authenticator
 from .identity.client_secrets import SecretHasher, load_or_create_pepper
 from .identity.directory import Directory
@@ -103,6 +104,7 @@ class Gateway:
         self.identity_web = IdentityWeb(self.oauth, self.sessions, self.authn, CsrfGuard(pepper),
                                         issuer, self._identity_event)
         attach_login_extensions(self.identity_web, settings, pepper)
+        self.identity_outbox = OutboxRelay(self.directory.engine, self.audit.emit)  # CLI admin events
         protection_keys = ProtectionKeys.load_or_create(settings.keys_dir)
         self.data_plane = DataPlane(
             config=DataPlaneConfig(
@@ -152,21 +154,37 @@ class Gateway:
         except AuditUnavailable:
             self.metrics.audit_events.labels("dropped").inc()
 
+    def _emit_strict(self, event: dict[str, Any]) -> None:
+        """For events that grant access: the caller refuses when the trail does not take it."""
+        try:
+            self.audit.emit(event)
+        except AuditUnavailable:
+            self.metrics.audit_events.labels("dropped").inc()
+            raise
+
     def _identity_event(self, action: str, fields: dict[str, Any]) -> None:
         from ztgw.audit.events import auth_event
 
         failure = action.endswith("failed") or action in ("refresh-token-reuse",)
-        self._emit(auth_event(
+        event = auth_event(
             action=action, outcome="failure" if failure else "success",
             request_id=fields.get("request_id") or new_request_id(),
             client_id=fields.get("client_id"), source_ip=fields.get("source_ip"),
             reason=fields.get("reason"), user=fields.get("username"),
-        ))
+        )
+        if action not in REQUIRED_ACTIONS:
+            self._emit(event)
+            return
+        try:  # no audit, no access (identity.auditing): the caller refuses the sign-in
+            self._emit_strict(event)
+        except AuditUnavailable as exc:
+            raise AuditRefused(action) from exc
 
     def _build_api(self, issuer: str) -> FastAPI:
         api = FastAPI(title="ztgw", version=VERSION, docs_url=None, redoc_url=None,
                       openapi_url=None, default_response_class=ORJSONResponse)
-        identity_router = build_router(self.oauth, self.keyring, issuer, self._emit)
+        identity_router = build_router(self.oauth, self.keyring, issuer, self._emit_strict,
+                                       audit_ready=lambda: self.audit.healthy)
         self.token_endpoint = identity_router.token_asgi  # type: ignore[attr-defined]
         api.include_router(identity_router)
         api.include_router(self.identity_web.router())
@@ -260,12 +278,14 @@ class Gateway:
                     if self.settings.detect_enabled:
                         self.detection.start()
                     await self.policy_runtime.start(self._emit)
+                    self.identity_outbox.start()
                     await self.data_plane.start()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.identity_outbox.stop()
                 await self.policy_runtime.stop()
                 await self.data_plane.stop()
                 self.detection.stop()

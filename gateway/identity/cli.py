@@ -80,6 +80,20 @@ def _hasher(settings: Any) -> Any:
     return SecretHasher(load_or_create_pepper(settings.keys_dir))
 
 
+def _audit(settings: Any, action: str, target: str | None = None, reason: str | None = None,
+           details: dict[str, Any] | None = None) -> None:
+    """Record an admin action in the audit trail (through the outbox the gateway relays;
+    auditing.py).  Public facts only: never a password, secret or personal attribute value."""
+    from .auditing import AdminAudit
+
+    try:
+        AdminAudit(_directory(settings).engine).record(action, target=target, reason=reason,
+                                                        details=details)
+    except Exception as exc:
+        raise _fail(f"{action}: done, but the audit record could not be written "
+                    f"({type(exc).__name__}); report this to the security officer", 1) from exc
+
+
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -141,6 +155,9 @@ def users_add(
                                   clearance=clearance, roles=roles, attributes=attributes))
     out = {"username": name, "department": department, "clearance": clearance.label,
            "roles": list(roles), "attributes": attributes, "password": password_hash is not None}
+    _audit(settings, "user-added", target=name, details={
+        "department": department, "clearance": clearance.label, "roles": list(roles),
+        "attribute_names": sorted(attributes), "password": password_hash is not None})
     if as_json:
         _print_json(out)
     else:
@@ -166,10 +183,14 @@ def _set_enabled(ctx: typer.Context, name: str, enabled: bool) -> None:
     settings = _settings(ctx)
     if not _directory(settings).set_user_enabled(name, enabled):
         raise _fail(f"no user {name}")
+    ended: list[str] = []
     if not enabled:
         manager = _session_manager(settings)
         for s in manager.store.list_sessions(name):
             manager.end(s.sid, reason="user_disabled", wait=True)
+            ended.append(s.sid)
+    _audit(settings, "user-enabled" if enabled else "user-disabled", target=name,
+           details={"sessions_ended": ended} if ended else None)
     err.print(f"user {name} {'enabled' if enabled else 'disabled'}")
 
 
@@ -204,6 +225,7 @@ def users_passwd(
     if problems:
         raise _fail("password refused: " + "；".join(problems))
     directory.set_password_hash(name, hash_password(password, iterations=settings.password_iterations))
+    _audit(settings, "user-password-changed", target=name)
     err.print(f"password of {name} changed")
 
 
@@ -221,6 +243,7 @@ def users_totp_enrol(ctx: typer.Context, name: str,
               else load_or_create_pepper(settings.keys_dir))
     secret = totp.new_secret()
     _store(settings).totp_put(name, totp.SecretSealer(pepper).seal(name, secret), confirmed=True)
+    _audit(settings, "totp-enrolled", target=name)  # the secret goes to stdout only
     out = {"username": name, "secret": secret, "otpauth_uri": totp.provisioning_uri(secret, name)}
     if as_json:
         _print_json(out)
@@ -231,7 +254,9 @@ def users_totp_enrol(ctx: typer.Context, name: str,
 @users_app.command("totp-remove")
 def users_totp_remove(ctx: typer.Context, name: str) -> None:
     """Remove a user's TOTP enrolment (e.g. a lost phone, after identity checks)."""
-    _store(_settings(ctx)).totp_delete(name)
+    settings = _settings(ctx)
+    _store(settings).totp_delete(name)
+    _audit(settings, "totp-removed", target=name)
     err.print(f"TOTP removed for {name}")
 
 
@@ -310,6 +335,11 @@ def clients_add(
         _store(settings).set_client_logout(cid, backchannel_logout_uri,
                                            tuple(post_logout_redirect_uri or ()), not third_party,
                                            min_acr=require_acr)
+    _audit(settings, "client-added", target=cid, details={
+        "client_id": cid, "public": public, "grant_types": list(grants), "scope": scope,
+        "redirect_uris": list(redirect_uri or ()), "roles": list(role or ()),
+        "clearance": level.label, "id_token_alg": id_token_alg, "third_party": third_party,
+        "require_acr": require_acr})
     out: dict[str, Any] = {"client_id": cid, "name": name, "grant_types": list(grants)}
     if secret:
         out["client_secret"] = secret
@@ -364,13 +394,16 @@ def sessions_end(
 ) -> None:
     """End SSO sessions (an administrator's action): their refresh tokens and access tokens
     are revoked; the data plane refuses them within 1 s."""
-    manager = _session_manager(_settings(ctx))
+    settings = _settings(ctx)
+    manager = _session_manager(settings)
     targets = [s for s in manager.store.list_sessions(user) if sid is None or s.sid == sid] \
         if (sid or user) else []
     if not targets:
         raise _fail("no matching active session", 1)
     for s in targets:
         manager.end(s.sid, reason="admin", wait=True)
+        _audit(settings, "session-ended", target=s.username, reason="admin",
+               details={"sid": s.sid, "clients": list(s.clients)})
     err.print(f"ended {len(targets)} session(s)")
 
 

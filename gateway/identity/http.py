@@ -5,6 +5,7 @@ token endpoint (RFC 6749 §3.2), introspection (RFC 7662), revocation (RFC 7009)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -13,6 +14,7 @@ from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.events import auth_event
 
 from ..http import JSONResponse as ORJSONResponse
@@ -68,9 +70,37 @@ def discovery_document(issuer: str, keyring: KeyRing) -> dict[str, Any]:
     }
 
 
+def audit_unavailable() -> ORJSONResponse:
+    """No audit, no access: a token is never released unrecorded (RFC 6749 §5.2 has no code
+    for this; ``temporarily_unavailable`` is the closest registered one, RFC 6749 §4.1.2.1)."""
+    return ORJSONResponse(
+        {"error": "temporarily_unavailable",
+         "error_description": "the audit trail is unavailable; no token is issued until it is back"},
+        status_code=503, headers={"Cache-Control": "no-store", "Retry-After": "5"})
+
+
 def build_router(server: Server, keyring: KeyRing, issuer: str,
-                 emit: Callable[[dict[str, Any]], None]) -> APIRouter:
+                 emit: Callable[[dict[str, Any]], None],
+                 audit_ready: Callable[[], bool] | None = None) -> APIRouter:
+    """``emit`` raises :class:`AuditUnavailable` when the trail refuses an event: a token
+    issuance is then withdrawn and answered 503; other events are best effort."""
     router = APIRouter(tags=["identity"])
+
+    def emit_best_effort(event: dict[str, Any]) -> None:
+        # counted by the composition root; a failure event changes nothing for the caller
+        with contextlib.suppress(AuditUnavailable):
+            emit(event)
+
+    def withdraw(payload: dict[str, Any]) -> None:
+        """Revoke what a token response held that was never released (its audit failed)."""
+        rt = payload.get("refresh_token")
+        rec = server.store.get_refresh(rt) if isinstance(rt, str) else None
+        if rec is not None:
+            server.store.revoke_family(rec.family_id, "audit_unavailable")
+        at = payload.get("access_token")
+        view = server.access_view(at) if isinstance(at, str) else None
+        if view is not None and view.jti:
+            server.revocations_revoke(view.jti, view.exp)
     doc = discovery_document(issuer, keyring)
 
     @router.get("/.well-known/openid-configuration", operation_id="oidc_discovery")
@@ -146,7 +176,7 @@ def build_router(server: Server, keyring: KeyRing, issuer: str,
             return req
         status, payload, headers = await asyncio.to_thread(
             server.create_endpoint_response, "revocation", req)
-        emit(auth_event(
+        emit_best_effort(auth_event(
             action="token-revoked" if status == 200 else "token-revocation-failed",
             outcome="success" if status == 200 else "failure",
             request_id=request.scope["ztgw.request_id"],
@@ -195,6 +225,8 @@ def build_router(server: Server, keyring: KeyRing, issuer: str,
         req = await oauth_form(request)
         if isinstance(req, ORJSONResponse):
             return req
+        if audit_ready is not None and not audit_ready():
+            return audit_unavailable()  # before anything is consumed: a code stays redeemable
         form = req.payload.datalist
         if form.get("grant_type") == ["client_credentials"]:
             # CPU-only once the client is cached (1 s): a thread hop would cost more than it saves
@@ -203,14 +235,23 @@ def build_router(server: Server, keyring: KeyRing, issuer: str,
             status, payload, headers = await asyncio.to_thread(server.create_token_response, req)
         client_id = req.client.get_client_id() if req.client else (form.get("client_id") or [None])[0]
         grant = (form.get("grant_type") or [None])[0]
-        emit(auth_event(
+        event = auth_event(
             action="token-issued" if status == 200 else "token-request-failed",
             outcome="success" if status == 200 else "failure",
             request_id=rid, client_id=client_id,
             source_ip=request.client.host if request.client else None,
             reason=None if status == 200 else str(payload.get("error", "")),
             grant_type=grant, scope=payload.get("scope") if status == 200 else None,
-        ))
+        )
+        if status != 200:
+            emit_best_effort(event)
+            return respond(status, payload, headers)
+        try:  # recorded before the token leaves (no audit, no access)
+            emit(event)
+        except AuditUnavailable:
+            if grant != "client_credentials":  # those tokens exist in the database: kill them
+                await asyncio.to_thread(withdraw, payload)
+            return audit_unavailable()
         return respond(status, payload, headers)
 
     async def token_asgi(scope: Any, receive: Any, send: Any) -> None:

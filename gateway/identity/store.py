@@ -133,6 +133,13 @@ totp = sa.Table(
     sa.Column("created_at", sa.Integer, nullable=False),
 )
 
+identity_audit_outbox = sa.Table(  # admin CLI events on their way to the audit trail (auditing.py)
+    "identity_audit_outbox", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+
 used_challenges = sa.Table(
     "login_challenges_used", metadata,
     sa.Column("challenge_hash", sa.String(64), primary_key=True),

@@ -26,6 +26,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from . import totp
+from .auditing import AuditRefused
 from .authn import ACR_MFA, ACR_PWD, Authenticator
 from .oauth import ACR_LEVELS, EndUser, StarletteOAuth2Request, ZtgwAuthorizationServer
 from .sessions import CSRF_COOKIE, SESSION_COOKIE, CsrfGuard, SessionManager
@@ -118,6 +119,11 @@ class IdentityWeb:
                 code: str | None = None, is_error: bool = True) -> HTMLResponse:
         return self.page("message.html", request, status=status, heading=heading, message=message,
                          code=code, is_error=is_error, link=None, link_text=None)
+
+    def audit_refused(self, request: Request) -> HTMLResponse:
+        return self.message(request, "暂时无法登录",
+                            "安全审计服务暂时不可用，为保证每次登录都有记录，系统暂停登录。请稍后再试。",
+                            status=503, code="temporarily_unavailable")
 
     def csrf_ok(self, request: Request, form: dict[str, list[str]]) -> bool:
         return self.csrf.check(request.cookies.get(CSRF_COOKIE), single(form, "csrf_token"))
@@ -226,9 +232,13 @@ class IdentityWeb:
         if status != 302 or not location:
             return self.message(request, "无法完成登录请求", "授权请求无效。", code=str(_body))
         if session is not None:
+            try:  # the code (stored only as a hash) is useless unless this redirect carries it
+                self.emit("authorization-code-issued", {"client_id": req.payload.client_id,
+                                                        "username": session.username,
+                                                        "sid": session.sid})
+            except AuditRefused:
+                return self.audit_refused(request)
             self.store.add_session_client(session.sid, req.payload.client_id)
-            self.emit("authorization-code-issued", {"client_id": req.payload.client_id,
-                                                    "username": session.username, "sid": session.sid})
         return self.redirect(self.with_iss(location), 302)
 
     # --- login ------------------------------------------------------------------------------
@@ -291,6 +301,10 @@ class IdentityWeb:
     def signed_in(self, request: Request, username: str, acr: str, amr: tuple[str, ...],
                   authz: str) -> Response:
         ip = request.client.host if request.client else None
+        try:  # recorded before any session or cookie exists (no audit, no access)
+            self.emit("login-succeeded", {"username": username, "source_ip": ip, "acr": acr})
+        except AuditRefused:
+            return self.audit_refused(request)
         self.authn.login_succeeded(username, ip)
         old = self.sessions.current(request.cookies.get(SESSION_COOKIE))
         if old is not None and old.username == username:
@@ -301,13 +315,11 @@ class IdentityWeb:
             self.store.rekey_session(old.sid, secret)
             if acr_level(acr) >= acr_level(old.acr):
                 self.store.step_up_session(old.sid, acr, amr)
-            sid = old.sid
         else:
             if old is not None:
                 self.sessions.end(old.sid, reason="replaced")
-            secret, sid = self.sessions.create(username, acr, amr, ip,
+            secret, _sid = self.sessions.create(username, acr, amr, ip,
                                                request.headers.get("user-agent"))
-        self.emit("login-succeeded", {"username": username, "source_ip": ip, "acr": acr, "sid": sid})
         target = f"/oauth2/authorize?{authz}" if authz else "/account"
         resp = self.redirect(target)
         self.set_session_cookie(resp, secret)
