@@ -28,6 +28,7 @@ from ztgw.gateway.dataplane.cli import apikeys_app
 from ztgw.scanners import cli as scanners_cli
 
 from .identity.cli import clients_app, keys_app, sessions_app, users_app
+from .migrations.cli import db_app
 from .policy_runtime import policy_app
 from .protection.cli import scan_app, watermark_app
 from .settings import Settings
@@ -51,6 +52,7 @@ app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(scan_app, name="scan")
 app.add_typer(watermark_app, name="watermark")
 app.add_typer(policy_app, name="policy")
+app.add_typer(db_app, name="db")  # issue 11: schema migrations (alembic)
 # issue 10: detection alerts, drills, posture scans (ztgw.scanners)
 app.add_typer(scanners_cli.alerts_app, name="alerts")
 app.add_typer(scanners_cli.drill_app, name="drill")
@@ -130,14 +132,14 @@ rules: []
 def initialise(settings: Settings) -> dict[str, Any]:
     from .catalogue import Catalogue
     from .identity.client_secrets import load_or_create_pepper
-    from .identity.directory import Directory
     from .identity.keys import KeyRing
+    from .state.database import open_directory
 
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o700)
     keyring = KeyRing.load_or_create(settings.keys_dir)
     load_or_create_pepper(settings.keys_dir)
-    Catalogue(Directory.open(settings.db_path))
+    Catalogue(open_directory(settings))  # SQLite or directory_url, upgraded to the newest schema
     AuditStore(settings.audit_settings().db_path).close()
     load_or_create_signing_key(settings.audit_settings().effective_keys_dir)
     bundle = settings.bundle_path
@@ -181,7 +183,7 @@ def serve(
     if port is not None:
         os.environ["ZTGW_PORT"] = str(port)
     settings = _settings()
-    if not settings.db_path.exists():
+    if not _initialised(settings):
         err.print(f"{settings.home} is not initialised: run `ztgw init` first")
         raise typer.Exit(2)
     if workers > 1:
@@ -204,13 +206,19 @@ def serve(
 
 
 # --- users and clients ---------------------------------------------------------------------
-def _open_directory(settings: Settings) -> Any:
-    from .identity.directory import Directory
+def _initialised(settings: Settings) -> bool:
+    from .state.database import is_initialised
 
-    if not settings.db_path.exists():
+    return is_initialised(settings)
+
+
+def _open_directory(settings: Settings) -> Any:
+    from .state.database import open_directory
+
+    if not _initialised(settings):
         err.print(f"{settings.home} is not initialised: run `ztgw init` first")
         raise typer.Exit(2)
-    return Directory.open(settings.db_path)
+    return open_directory(settings)
 
 
 def _hasher(settings: Settings) -> Any:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,8 @@ from pydantic_settings import (
 )
 
 from ztgw.audit.config import AuditSettings
+
+from .state.redis_client import StateSettings
 
 CONFIG_NAME = "ztgw.toml"
 
@@ -131,6 +133,22 @@ class Settings(BaseSettings):
     detect_allowlist_ips: list[str] = Field(default_factory=list, description="never blocked automatically")
     scan_allowed_hosts: list[str] = Field(
         default_factory=list, description="hosts besides loopback that scans and drills may target")
+    # --- scale-out (issue 11; gateway/state/, gateway/migrations/) --------------------------
+    redis_url: SecretStr | None = Field(
+        None, description="redis://… : rate limits, daily quotas and change notices shared by replicas "
+                          "(also the policy notices unless policy_redis_url is set)")
+    redis_fail_open: bool = Field(
+        False, description="Redis unreachable: false = refuse with 503 (fail closed), "
+                           "true = fall back to per-replica limits")
+    redis_timeout: float = Field(0.25, gt=0, le=5, description="seconds per Redis command on a request")
+    redis_key_prefix: str = Field("ztgw:", pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+                                  description="namespace of ztgw's keys and channels in Redis")
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> Settings:
+        if self.policy_redis_url is None and self.redis_url is not None:
+            self.policy_redis_url = self.redis_url
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -180,9 +198,16 @@ class Settings(BaseSettings):
             es_ca_certs=self.audit_es_ca_certs,
         )
 
+    def state_settings(self) -> StateSettings:
+        return StateSettings(
+            redis_url=self.redis_url.get_secret_value() if self.redis_url else None,
+            key_prefix=self.redis_key_prefix, fail_open=self.redis_fail_open,
+            timeout=self.redis_timeout)
+
     def redacted(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
-        for key in ("secret_pepper", "audit_es_api_key", "federation_client_secret", "directory_url"):
+        for key in ("secret_pepper", "audit_es_api_key", "federation_client_secret", "directory_url",
+                    "redis_url", "policy_redis_url"):
             if data.get(key):
                 data[key] = "********"
         data["effective_issuer"] = self.effective_issuer

@@ -14,13 +14,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from ztgw.policies.domain import Decision
 from ztgw.policies.obligations import MASK, MAX_ROWS, PROJECT, ROW_FILTER, STEP_UP, WATERMARK
 
+from ..errors import ServiceUnavailable
 from ..protection.keys import ProtectionKeys
 from ..protection.masking import MaskPlan, UnenforceableMask
 from ..protection.watermark import Watermarker, WatermarkPlan
@@ -138,24 +139,52 @@ def rewrite_query(plan: ResponsePlan, params: list[tuple[str, str]], pushdown: f
     return out
 
 
-class DailyQuota:
-    """Records returned per (subject, dataset, day), in-process (Redis when scaled out)."""
+class SharedQuotaStore(Protocol):
+    async def used(self, subject: str, dataset: str) -> int: ...
+    async def add(self, subject: str, dataset: str, n: int) -> int: ...
 
-    def __init__(self) -> None:
+
+class DailyQuota:
+    """Records returned per (subject, dataset, UTC day): in-process, or shared by every replica
+    through ``store`` (Redis, :class:`ztgw.gateway.state.limits.RedisQuotaStore`).  A store
+    that does not answer refuses the request (503) unless ``fail_open``, which counts locally."""
+
+    def __init__(self, store: SharedQuotaStore | None = None, fail_open: bool = False) -> None:
         self._used: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
+        self.store, self.fail_open = store, fail_open
 
-    def remaining(self, subject: str, dataset: str, limit: int) -> int:
+    async def remaining(self, subject: str, dataset: str, limit: int) -> int:
+        if self.store is not None:
+            try:
+                return limit - await self.store.used(subject, dataset)
+            except Exception as exc:
+                if not self.fail_open:
+                    raise _unavailable() from exc
         day = datetime.now(UTC).date().isoformat()
         return limit - self._used.get((subject, dataset, day), 0)
 
-    def consume(self, subject: str, dataset: str, n: int) -> None:
+    async def consume(self, subject: str, dataset: str, n: int) -> None:
+        if self.store is not None:
+            try:
+                await self.store.add(subject, dataset, n)
+                return
+            except Exception as exc:  # closed: the records are not sent when not accounted
+                if not self.fail_open:
+                    raise _unavailable() from exc
+        self._count(subject, dataset, n)
+
+    def _count(self, subject: str, dataset: str, n: int) -> None:
         day = datetime.now(UTC).date().isoformat()
         with self._lock:
             if len(self._used) > 100_000:
                 self._used = {k: v for k, v in self._used.items() if k[2] == day}
             key = (subject, dataset, day)
             self._used[key] = self._used.get(key, 0) + n
+
+
+def _unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("the shared quota store is unavailable", code="quota_unavailable")
 
 
 def _keep(plan: ResponsePlan, rec: Mapping[str, Any]) -> bool:

@@ -110,11 +110,12 @@ class DataPlane:
                  metrics: Metrics, upstream: UpstreamPool, addresses: ClientAddressResolver,
                  limiter: RateLimiter, keys: ProtectionKeys, watermarker: Watermarker,
                  signatures: SignatureVerifier | None = None,
-                 blocklist: Blocklist | None = None) -> None:
+                 blocklist: Blocklist | None = None, quota: DailyQuota | None = None) -> None:
         self.config, self.routes, self.verifier = config, routes, verifier
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
         self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
-        self.keys, self.watermarker, self.quota = keys, watermarker, DailyQuota()
+        self.keys, self.watermarker = keys, watermarker
+        self.quota = quota or DailyQuota()  # shared in Redis when scaled out (ztgw.gateway.state)
         self.signatures = signatures
         self.blocklist = blocklist  # automatic responses of the detection engine (issue 10)
 
@@ -261,13 +262,13 @@ class DataPlane:
             ) from exc
         except Unenforceable as exc:
             raise Forbidden(str(exc), code="obligation_unenforceable") from exc
-        wait = self.limiter.check(subject.client_id, ds.dataset)
+        wait = await self.limiter.acquire(subject.client_id, ds.dataset)
         if wait > 0:
             raise TooManyRequests("too many requests for this dataset; slow down",
                                   headers={"Retry-After": str(max(1, round(wait)))})
         limit = plan.max_rows
         if plan.daily_limit is not None:
-            remaining = self.quota.remaining(subject.id, ds.dataset, plan.daily_limit)
+            remaining = await self.quota.remaining(subject.id, ds.dataset, plan.daily_limit)
             if remaining <= 0:
                 raise TooManyRequests("the daily record quota for this dataset is used up",
                                       code="quota_exceeded")
@@ -300,7 +301,7 @@ class DataPlane:
                 raise UpstreamError("the upstream answer is malformed",
                                     code="upstream_malformed") from exc
             if plan.daily_limit is not None:
-                self.quota.consume(subject.id, ds.dataset, plan.records)
+                await self.quota.consume(subject.id, ds.dataset, plan.records)
         for name in plan.touched:
             level = ds.fields.get(name, Classification.GENERAL)
             self.metrics.masked_fields.labels(level.label).inc()
