@@ -6,14 +6,15 @@ The obligation's parameters select values three ways and give each a strategy sp
     {"fields": {"id_number": {"strategy": "keep", "first": 6, "last": 4}},   # by name
      "paths":  {"contacts.mobile": {"strategy": "pseudonym"},                # by path
                 "owner.*.email":   {"strategy": "redact"}},
-     "types":  {"cn_id_number": {"strategy": "token"},                        # by detector
-                "cn_mobile":    {"strategy": "keep", "first": 3, "last": 4}}}
+     "detectors": {"cn_id_number": {"strategy": "token"},                     # by detector
+                  "cn_mobile":    {"strategy": "keep", "first": 3, "last": 4}}}
 
 - ``fields``: a key of the record (top level), in every record of the response.
 - ``paths``: dot-separated keys inside the record; ``*`` matches any key and arrays are
   walked transparently (``contacts.mobile`` reaches every ``mobile`` of the ``contacts``
   list). A leading ``$.`` is ignored. In CSV a path matches the column of the same name.
-- ``types``: detector ids (:data:`.detectors.DETECTOR_IDS`). Every string anywhere in the
+- ``detectors`` (older spelling ``types``): detector ids (:data:`.detectors.DETECTOR_IDS`).
+  Every string anywhere in the
   record whose whole value is of that type is masked; identifiers embedded in free text
   are masked in place (a ``null`` strategy redacts the embedded span instead).
 
@@ -89,15 +90,19 @@ class MaskPlan:
         ``keys``; without them they are unenforceable."""
         if not isinstance(params, Mapping):
             raise UnenforceableMask("mask parameters must be a mapping")
-        unknown = set(params) - _SELECTORS
+        unknown = set(params) - _SELECTORS - {"detectors"}
         if unknown:
             raise UnenforceableMask(f"unknown mask selectors {sorted(unknown)}")
+        if "detectors" in params and "types" in params:
+            raise UnenforceableMask("mask 'detectors' and its older spelling 'types' together")
         sections = {k: params.get(k) for k in _SELECTORS}
+        if "detectors" in params:  # the policy bundle's spelling of 'types'
+            sections["types"] = params["detectors"]
         for name, sec in sections.items():
             if sec is not None and not isinstance(sec, Mapping):
                 raise UnenforceableMask(f"mask {name!r} must be a mapping")
         if not any(sections.values()):
-            raise UnenforceableMask("a mask obligation needs a non-empty 'fields', 'paths' or 'types'")
+            raise UnenforceableMask("a mask obligation needs a non-empty 'fields', 'paths' or 'detectors'")
         fields = sections["fields"] or {}
         paths = sections["paths"] or {}
         types = sections["types"] or {}
