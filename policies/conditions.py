@@ -21,7 +21,14 @@ rules for OR.  A missing attribute never satisfies a condition (fail closed).
 ``subject_attributes: {k: [v]}``  subject attribute k is one of the values
 ``resource_attributes: {k: [v]}`` resource/record attribute k is one of the values
 ``record_is_subject: id_number`` the requested record id equals the subject's attribute
+``granted: true``                the data owner granted the caller this dataset (issue 6)
+``consented: true``              data subjects consented that the caller reads their records
 =============================== ===========================================================
+
+``granted`` and ``consented`` read attributes that only the enforcement point sets (the grant
+index, ``ztgw.gateway.grants``): typed :class:`GrantScope` / :class:`ConsentScope` values under
+:data:`GRANT_ATTRIBUTE` / :data:`CONSENT_ATTRIBUTE`.  A string from the directory under the same
+name never satisfies them.
 """
 
 from __future__ import annotations
@@ -41,6 +48,31 @@ LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # time windows in rules are Beijing time
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_LIST = 4096  # values in one condition list
 Predicate = Callable[[Subject, Resource, Environment], bool]
+
+
+GRANT_ATTRIBUTE = "ztgw.grant"
+CONSENT_ATTRIBUTE = "ztgw.consent"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantScope:
+    """An active, approved grant of a dataset to the caller, as the enforcement point found it."""
+
+    grant_id: str
+    fields: tuple[str, ...]  # the granted fields (a projection)
+    row_field: str | None = None  # row scope: only records whose field is one of row_values
+    row_values: tuple[str, ...] = ()
+    rows_per_day: int | None = None  # quota
+    rows_per_request: int | None = None  # rate of records per response
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentScope:
+    """The data subjects who consented that the caller reads their own records of a dataset."""
+
+    field: str  # the dataset's key field (e.g. id_number)
+    values: tuple[str, ...]  # the consenting subjects' keys
+    consent_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +221,15 @@ def compile_condition(key: str, value: Any, where: str) -> Condition:
             return bool(mine) and r.record_id is not None and nfkc(r.record_id) == mine
 
         return Condition(key, f"record id == subject {attr}", own_record)
+    if key == "granted":
+        _true(value, w)
+        return Condition(key, "the data owner granted the caller this dataset",
+                         lambda s, r, e: isinstance(s.attributes.get(GRANT_ATTRIBUTE), GrantScope))
+    if key == "consented":
+        _true(value, w)
+        return Condition(key, "data subjects consented to the caller",
+                         lambda s, r, e: isinstance(s.attributes.get(CONSENT_ATTRIBUTE), ConsentScope)
+                         and bool(s.attributes[CONSENT_ATTRIBUTE].values))
     raise BundleError(f"{where}: unknown condition {key!r}; known: {sorted(CONDITIONS)}")
 
 
@@ -200,6 +241,7 @@ CONDITIONS = frozenset({
     "clearance_at_least", "clearance_covers_resource", "classification_at_most", "zones",
     "networks", "hours", "weekdays", "acr_in", "max_risk", "device_in", "same_department",
     "owner_departments", "subject_attributes", "resource_attributes", "record_is_subject",
+    "granted", "consented",
 })
 
 

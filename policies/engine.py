@@ -26,9 +26,27 @@ from typing import Any
 import casbin
 
 from .bundle import PolicyBundle, Rule, canonical_dataset, canonical_subject
-from .conditions import Predicate, fuse, nfkc
+from .conditions import (
+    CONSENT_ATTRIBUTE,
+    GRANT_ATTRIBUTE,
+    ConsentScope,
+    GrantScope,
+    Predicate,
+    fuse,
+    nfkc,
+)
 from .domain import Action, Classification, Decision, Environment, Obligation, Resource, Subject
-from .obligations import MASK, ROW_FILTER, STEP_UP, is_template, merge_obligations
+from .obligations import (
+    CONSENT,
+    GRANT,
+    MASK,
+    MAX_ROWS,
+    PROJECT,
+    ROW_FILTER,
+    STEP_UP,
+    is_template,
+    merge_obligations,
+)
 
 CASBIN_MODEL = """
 [request_definition]
@@ -325,6 +343,12 @@ class CompiledPolicy:
                 value = _subject_value(subject, str(ob.params["equals_subject"]))
                 if not value:
                     return False
+            elif ob.type == GRANT:
+                if not isinstance(subject.attributes.get(GRANT_ATTRIBUTE), GrantScope):
+                    return False
+            elif ob.type == CONSENT and not isinstance(
+                    subject.attributes.get(CONSENT_ATTRIBUTE), ConsentScope):
+                return False
         return True
 
     def _allow_resolved(self, allows: list[CompiledRule], subject: Subject, resource: Resource,
@@ -332,6 +356,9 @@ class CompiledPolicy:
         obs: list[Obligation] = []
         for c in allows:
             for ob in c.rule.obligations:
+                if ob.type in (GRANT, CONSENT):
+                    obs.extend(_entitlement(ob, subject))
+                    continue
                 resolved = _resolve(ob, subject, resource, env)
                 if resolved is not None:
                     obs.append(resolved)
@@ -445,6 +472,29 @@ def _subject_value(subject: Subject, attr: str) -> str | None:
         return None
     text = nfkc(value)
     return text or None
+
+
+def _entitlement(ob: Obligation, subject: Subject) -> list[Obligation]:
+    """``grant`` / ``consent`` as the enforceable obligations they stand for (fail closed: a
+    missing scope becomes a row filter that matches nothing)."""
+    if ob.type == GRANT:
+        g = subject.attributes.get(GRANT_ATTRIBUTE)
+        if not isinstance(g, GrantScope):
+            return [Obligation(PROJECT, {"fields": []}, ob.rule_id)]
+        out = [Obligation(PROJECT, {"fields": sorted(g.fields)}, ob.rule_id)]
+        if g.row_field:
+            out.append(Obligation(ROW_FILTER, {"field": g.row_field, "in": sorted(g.row_values)},
+                                  ob.rule_id))
+        if g.rows_per_day:
+            out.append(Obligation(MAX_ROWS, {"limit": g.rows_per_day, "per": "day"}, ob.rule_id))
+        if g.rows_per_request:
+            out.append(Obligation(MAX_ROWS, {"limit": g.rows_per_request, "per": "response"},
+                                  ob.rule_id))
+        return out
+    c = subject.attributes.get(CONSENT_ATTRIBUTE)
+    if not isinstance(c, ConsentScope):
+        return [Obligation(ROW_FILTER, {"field": "id", "in": []}, ob.rule_id)]
+    return [Obligation(ROW_FILTER, {"field": c.field, "in": sorted(c.values)}, ob.rule_id)]
 
 
 def _resolve(ob: Obligation, subject: Subject, resource: Resource,
