@@ -5,7 +5,8 @@ type (or a parameter) it cannot enforce must deny (fail closed).  Every shape be
 when a bundle loads, so a typo fails the load, not a request.  After resolution by the engine
 the data plane receives exactly these shapes (see docs/policies.md "Obligations")::
 
-    mask       {"fields": {NAME: {"strategy": "keep"|"redact"|"null", "first": n, "last": m}}}
+    mask       {"fields": {NAME: SPEC}, "paths": {PATH: SPEC}, "detectors": {DETECTOR: SPEC}}
+               SPEC = {"strategy": STRATEGY, ...its parameters}; see MASK_STRATEGIES below
     project    {"fields": [NAME, ...]}                       only these fields leave the gateway
     row_filter {"field": NAME, "in": [VALUE, ...]}           only records whose field is listed
     max_rows   {"limit": n, "per": "response"|"day"}         at most n records per response/day
@@ -23,7 +24,8 @@ resolves to ``row_filter`` on the dataset's key field ``in`` the consenting data
 make their rule not apply when the caller has no such grant or consent (fail closed).
 
 When several allow rules match, all their obligations apply (conjunction, the stricter wins):
-masks field by field with the stricter strategy, projections intersect, row filters on the same
+masks selection by selection (each field, path and detector) with the stricter strategy
+(:data:`MASK_ORDER`, :func:`strictest_mask`), projections intersect, row filters on the same
 field intersect, the smallest row limit per period wins, everything else is kept once.
 """
 
@@ -47,8 +49,28 @@ CONSENT = "consent"  # bundle-only: resolved from the data subjects' consents
 KNOWN_TYPES = frozenset({MASK, WATERMARK, ROW_FILTER, PROJECT, MAX_ROWS, STEP_UP})  # data plane sees
 BUNDLE_ONLY_TYPES = frozenset({GRANT, CONSENT})  # resolved by the engine into KNOWN_TYPES
 
-MASK_STRATEGIES = frozenset({"keep", "redact", "null"})
+# Mask strategies and the parameters each takes (carried out by ztgw.gateway.protection):
+#   keep {first, last}   redact   null   pseudonym {format: preserve|hex}   token (FF1-SM4)
+#   generalize {to: year|month|district|city|province|band, width (band)}   bucket {width}
+#   noise {scale (0..1] | abs}
+MASK_STRATEGIES = frozenset({"keep", "redact", "null", "pseudonym", "token", "generalize", "bucket",
+                             "noise"})
+MASK_SPEC_KEYS: dict[str, frozenset[str]] = {
+    "keep": frozenset({"first", "last"}), "redact": frozenset(), "null": frozenset(),
+    "pseudonym": frozenset({"format"}), "token": frozenset(), "generalize": frozenset({"to", "width"}),
+    "bucket": frozenset({"width"}), "noise": frozenset({"scale", "abs"}),
+}
+# the detector ids of ztgw.gateway.protection.detectors (a test keeps the two lists equal)
+MASK_DETECTORS = frozenset({
+    "cn_id_number", "cn_mobile", "cn_landline", "bank_card", "cn_uscc", "email", "ipv4", "ipv6",
+    "cn_passport", "cn_plate", "cn_name", "cn_address",
+})
+MASK_SELECTORS = ("fields", "paths", "detectors")
+ABOVE_CLEARANCE_STRATEGIES = frozenset({"redact", "null", "pseudonym", "token"})
+GENERALIZE_TO = ("year", "month", "band", "district", "city", "province")
 MAX_KEEP_CHARS = 64  # a "keep" mask that shows more than this is not a mask
+MAX_MASK_NUMBER = 1e15  # widths and absolute noise
+MAX_PATH_SEGMENTS = 16
 MAX_ROW_LIMIT = 10_000_000
 ROW_PERIODS = frozenset({"response", "day"})
 WATERMARK_SCHEMES = frozenset({"recipient"})
@@ -64,21 +86,116 @@ def _field_name(name: Any, where: str) -> str:
     return name
 
 
+def _positive_number(spec: Mapping[str, Any], key: str, where: str, hi: float = MAX_MASK_NUMBER) -> float:
+    n = spec[key]
+    if isinstance(n, bool) or not isinstance(n, int | float) or not 0 < n <= hi:
+        raise BundleError(f"{where}: {spec['strategy']}.{key} is a number in (0, {hi:g}]")
+    return n
+
+
 def _mask_spec(spec: Any, where: str) -> dict[str, Any]:
-    if not isinstance(spec, dict) or set(spec) - {"strategy", "first", "last"}:
-        raise BundleError(f"{where}: a mask spec is {{strategy, first, last}}")
+    """One mask spec, checked as the data plane will compile it (a typo fails the load)."""
+    if not isinstance(spec, dict):
+        raise BundleError(f"{where}: a mask spec is a mapping {{strategy: ..., <parameters>}}")
     strategy = spec.get("strategy", "redact")
     if strategy not in MASK_STRATEGIES:
-        raise BundleError(f"{where}: mask strategy must be one of {sorted(MASK_STRATEGIES)}")
+        raise BundleError(f"{where}: mask strategy {strategy!r} is not one of {sorted(MASK_STRATEGIES)}")
+    extra = set(spec) - MASK_SPEC_KEYS[strategy] - {"strategy"}
+    if extra:
+        allowed = sorted(MASK_SPEC_KEYS[strategy])
+        raise BundleError(f"{where}: mask strategy {strategy!r} takes only {allowed or 'no parameters'}, "
+                          f"got {sorted(extra)}")
     out: dict[str, Any] = {"strategy": strategy}
-    for key in ("first", "last"):
-        if key in spec:
-            n = spec[key]
-            if strategy != "keep" or not isinstance(n, int) or isinstance(n, bool) or not (
-                0 <= n <= MAX_KEEP_CHARS
-            ):
-                raise BundleError(f"{where}: {key} is an integer 0..{MAX_KEEP_CHARS} with 'keep'")
-            out[key] = n
+    if strategy == "keep":
+        for key in ("first", "last"):
+            if key in spec:
+                n = spec[key]
+                if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_KEEP_CHARS:
+                    raise BundleError(f"{where}: {key} is an integer 0..{MAX_KEEP_CHARS} with 'keep'")
+                out[key] = n
+    elif strategy == "pseudonym":
+        fmt = spec.get("format", "preserve")
+        if fmt not in ("preserve", "hex"):
+            raise BundleError(f"{where}: pseudonym.format is 'preserve' or 'hex'")
+        out["format"] = fmt
+    elif strategy == "generalize":
+        to = spec.get("to")
+        if to not in GENERALIZE_TO:
+            raise BundleError(f"{where}: generalize.to is one of {list(GENERALIZE_TO)}")
+        out["to"] = to
+        if "width" in spec:
+            if to != "band":
+                raise BundleError(f"{where}: generalize.width goes only with to: band")
+            out["width"] = _positive_number(spec, "width", where)
+        elif to == "band":
+            out["width"] = 10
+    elif strategy == "bucket":
+        if "width" not in spec:
+            raise BundleError(f"{where}: bucket needs a width")
+        out["width"] = _positive_number(spec, "width", where)
+    elif strategy == "noise":
+        if ("scale" in spec) == ("abs" in spec):
+            raise BundleError(f"{where}: noise takes exactly one of scale (relative, 0..1] or abs")
+        key = "scale" if "scale" in spec else "abs"
+        out[key] = _positive_number(spec, key, where, 1.0 if key == "scale" else MAX_MASK_NUMBER)
+    return out
+
+
+_PATH_SEGMENT = re.compile(r"^(?:\*|[A-Za-z_][A-Za-z0-9_]{0,63})$")
+
+
+def _mask_path(path: Any, where: str) -> str:
+    if not isinstance(path, str):
+        raise BundleError(f"{where}: a mask path is a string like 'contacts.mobile'")
+    body = path[2:] if path.startswith("$.") else path
+    parts = body.split(".")
+    if not body or len(parts) > MAX_PATH_SEGMENTS or not all(_PATH_SEGMENT.match(p) for p in parts):
+        raise BundleError(f"{where}: mask path {path!r} is up to {MAX_PATH_SEGMENTS} dot-separated "
+                          "field names or '*'")
+    return body
+
+
+def _mask_params(params: dict[str, Any], where: str) -> dict[str, Any]:
+    """``mask`` as written in a bundle → canonical parameters (selectors sorted by key)."""
+    keys = set(params)
+    if keys - {*MASK_SELECTORS, "above_clearance"}:
+        raise BundleError(f"{where}: mask takes only {sorted({*MASK_SELECTORS, 'above_clearance'})}, "
+                          f"got {sorted(keys)}")
+    out: dict[str, Any] = {}
+    if "fields" in params:
+        fields = params["fields"]
+        if not isinstance(fields, dict) or not fields:
+            raise BundleError(f"{where}: mask.fields is a non-empty mapping")
+        out["fields"] = {_field_name(n, where): _mask_spec(s, f"{where}.{n}") for n, s in fields.items()}
+    if "paths" in params:
+        paths = params["paths"]
+        if not isinstance(paths, dict) or not paths:
+            raise BundleError(f"{where}: mask.paths is a non-empty mapping of PATH: spec")
+        canon: dict[str, Any] = {}
+        for p, s in paths.items():
+            key = _mask_path(p, where)
+            if key in canon:
+                raise BundleError(f"{where}: mask path {p!r} is listed twice")
+            canon[key] = _mask_spec(s, f"{where}.paths.{key}")
+        out["paths"] = canon
+    if "detectors" in params:
+        detectors = params["detectors"]
+        if not isinstance(detectors, dict) or not detectors:
+            raise BundleError(f"{where}: mask.detectors is a non-empty mapping of DETECTOR: spec")
+        unknown = sorted(str(d) for d in detectors if d not in MASK_DETECTORS)
+        if unknown:
+            raise BundleError(f"{where}: unknown detector(s) {unknown}; known: {sorted(MASK_DETECTORS)}")
+        out["detectors"] = {d: _mask_spec(s, f"{where}.detectors.{d}") for d, s in detectors.items()}
+    if "above_clearance" in params:
+        if params["above_clearance"] not in ABOVE_CLEARANCE_STRATEGIES:
+            raise BundleError(f"{where}: above_clearance is one of {sorted(ABOVE_CLEARANCE_STRATEGIES)}")
+        if "paths" in out or "detectors" in out:
+            # resolved per request into fields only: keep paths / detectors in a second mask
+            raise BundleError(f"{where}: above_clearance combines only with fields; put paths and "
+                              "detectors in a separate mask obligation")
+        out["above_clearance"] = params["above_clearance"]
+    if not out:
+        raise BundleError(f"{where}: mask needs 'fields', 'paths', 'detectors' or 'above_clearance'")
     return out
 
 
@@ -95,21 +212,7 @@ def validate_obligation(item: Any, rule_id: str, where: str) -> Obligation:
             raise BundleError(f"{where}: {kind} takes only {sorted(allowed)}, got {sorted(keys)}")
 
     if kind == MASK:
-        only("fields", "above_clearance")
-        out: dict[str, Any] = {}
-        if "fields" in params:
-            fields = params["fields"]
-            if not isinstance(fields, dict) or not fields:
-                raise BundleError(f"{where}: mask.fields is a non-empty mapping")
-            out["fields"] = {_field_name(n, where): _mask_spec(s, f"{where}.{n}")
-                             for n, s in fields.items()}
-        if "above_clearance" in params:
-            if params["above_clearance"] not in MASK_STRATEGIES - {"keep"}:
-                raise BundleError(f"{where}: above_clearance is 'redact' or 'null'")
-            out["above_clearance"] = params["above_clearance"]
-        if not out:
-            raise BundleError(f"{where}: mask needs 'fields' or 'above_clearance'")
-        return Obligation(MASK, out, rule_id)
+        return Obligation(MASK, _mask_params(params, where), rule_id)
     if kind == PROJECT:
         only("fields")
         fields = params.get("fields")
@@ -167,14 +270,81 @@ def is_template(ob: Obligation) -> bool:
 
 
 # --- merging --------------------------------------------------------------------------------
+# Strictness of mask strategies, strictest first: what an ordinary recipient learns of the true
+# value. null (nothing) < redact (its length) < pseudonym hex (equality only) < pseudonym
+# preserve (equality + shape) < token (equality + format; reversible by the gateway's key)
+# < generalize (a coarse true value) < bucket (a coarse true number) < noise (an approximate
+# true number) < keep (true characters).
+MASK_ORDER: dict[str, int] = {"null": 0, "redact": 1, "pseudonym": 2, "token": 3, "generalize": 4,
+                              "bucket": 5, "noise": 6, "keep": 7}
+_GENERAL_LEVEL = {"year": ("date", 0), "month": ("date", 1), "province": ("address", 0),
+                  "city": ("address", 1), "district": ("address", 2)}
+_REDACT: Mapping[str, Any] = {"strategy": "redact"}
+
+
 def revealed_chars(spec: Mapping[str, Any]) -> float:
-    """How much of a value a mask strategy lets through (lower is stricter)."""
+    """How many true characters a mask strategy lets through (lower is stricter); the
+    transforming strategies (pseudonym … noise) show none verbatim but are ordered by
+    :func:`mask_rank`."""
     strategy = spec.get("strategy", "redact")
-    if strategy in ("redact", "null"):
-        return 0
     if strategy == "keep":
         return int(spec.get("first", 0)) + int(spec.get("last", 0))
+    if strategy in MASK_ORDER:
+        return 0
     return float("inf")  # unknown strategies are judged at enforcement time (and refused)
+
+
+def mask_rank(spec: Mapping[str, Any]) -> tuple[int, float]:
+    """A sort key of strictness (lower is stricter): the strategy's place in MASK_ORDER, then
+    how much that strategy shows (characters kept, a finer generalisation, a narrower
+    bucket, less noise). Specs of one strategy along different dimensions (generalize to a
+    year vs. to a district; noise scale vs. abs) are not comparable: see :func:`strictest_mask`."""
+    strategy = str(spec.get("strategy", "redact"))
+    place = MASK_ORDER.get(strategy, len(MASK_ORDER))
+    if strategy == "keep":
+        return place, revealed_chars(spec)
+    if strategy == "pseudonym":
+        return place, 0 if spec.get("format") == "hex" else 1
+    if strategy == "generalize":
+        to = str(spec.get("to"))
+        return place, -float(spec.get("width", 10)) if to == "band" else _GENERAL_LEVEL.get(to, ("", 9))[1]
+    if strategy == "bucket":
+        return place, -float(spec.get("width", 1))
+    if strategy == "noise":
+        return place, -float(spec.get("scale", spec.get("abs", 0)))
+    return place, 0
+
+
+def _dimension(spec: Mapping[str, Any]) -> str:
+    strategy = str(spec.get("strategy", "redact"))
+    if strategy == "generalize":
+        to = str(spec.get("to"))
+        return "band" if to == "band" else _GENERAL_LEVEL.get(to, (to, 0))[0]
+    if strategy == "noise":
+        return "scale" if "scale" in spec else "abs"
+    return ""
+
+
+def strictest_mask(specs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The stricter-wins merge of several specs for one selection (order-independent).
+
+    The strictest strategy in MASK_ORDER wins; among specs of that strategy, ``keep`` shows
+    the fewest characters from each end (min first, min last), ``pseudonym`` prefers ``hex``,
+    ``generalize`` / ``bucket`` the coarsest, ``noise`` the largest. Specs of the winning
+    strategy that cannot be compared (a date generalisation against an address one, relative
+    against absolute noise) give ``redact``, stricter than both."""
+    specs = list(specs)
+    best = min(MASK_ORDER.get(str(s.get("strategy", "redact")), len(MASK_ORDER)) for s in specs)
+    top = [s for s in specs if MASK_ORDER.get(str(s.get("strategy", "redact")), len(MASK_ORDER)) == best]
+    if len(top) == 1:
+        return top[0]
+    if len({_dimension(s) for s in top}) > 1:
+        return _REDACT
+    if top[0].get("strategy") == "keep":
+        first = min(int(s.get("first", 0)) for s in top)
+        last = min(int(s.get("last", 0)) for s in top)
+        return {"strategy": "keep", "first": first, "last": last}
+    return min(top, key=lambda s: (mask_rank(s), repr(sorted(s.items()))))
 
 
 def _rules(obs: list[Obligation]) -> str | None:
@@ -183,7 +353,7 @@ def _rules(obs: list[Obligation]) -> str | None:
 
 def merge_obligations(obligations: Iterable[Obligation]) -> tuple[Obligation, ...]:
     """Conjunction of the obligations of every matching allow rule; the stricter wins."""
-    masks: dict[str, Mapping[str, Any]] = {}
+    masks: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     mask_obs: list[Obligation] = []
     projection: set[str] | None = None
     project_obs: list[Obligation] = []
@@ -192,10 +362,9 @@ def merge_obligations(obligations: Iterable[Obligation]) -> tuple[Obligation, ..
     others: dict[tuple[str, str], Obligation] = {}
     for ob in obligations:
         if ob.type == MASK:
-            for name, spec in dict(ob.params.get("fields", {})).items():
-                current = masks.get(name)
-                if current is None or revealed_chars(spec) < revealed_chars(current):
-                    masks[name] = spec
+            for selector in MASK_SELECTORS:
+                for name, spec in dict(ob.params.get(selector, {})).items():
+                    masks.setdefault((selector, name), []).append(spec)
             mask_obs.append(ob)
         elif ob.type == PROJECT:
             fields = set(ob.params.get("fields", ()))
@@ -218,7 +387,11 @@ def merge_obligations(obligations: Iterable[Obligation]) -> tuple[Obligation, ..
             others.setdefault((ob.type, repr(sorted(ob.params.items()))), ob)
     merged: list[Obligation] = []
     if masks:
-        merged.append(Obligation(MASK, {"fields": masks}, _rules(mask_obs)))
+        # "fields" is always present (possibly empty); "paths" / "detectors" only when used
+        mask_params: dict[str, Any] = {"fields": {}}
+        for (selector, name), specs in masks.items():
+            mask_params.setdefault(selector, {})[name] = strictest_mask(specs)
+        merged.append(Obligation(MASK, mask_params, _rules(mask_obs)))
     if projection is not None:
         merged.append(Obligation(PROJECT, {"fields": sorted(projection)}, _rules(project_obs)))
     for field, (values, obs) in filters.items():
