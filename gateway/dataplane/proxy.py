@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -29,6 +29,7 @@ from ztgw.policies.domain import Classification, Decision, Environment, Resource
 from ztgw.policies.engine import PolicyEngine
 from ztgw.scanners.response import Blocklist
 
+from ..catalogue import Dataset
 from ..errors import (
     BadRequest,
     Forbidden,
@@ -97,6 +98,12 @@ class Exchange:
 
 
 @dataclass(frozen=True, slots=True)
+class Entitlements(Protocol):
+    """Adds the caller's active grant and consents as subject attributes (gateway/grants)."""
+
+    def apply(self, subject: Subject, dataset: Dataset) -> Subject: ...
+
+
 class DataPlaneConfig:
     max_request_body: int
     receive_timeout: float
@@ -110,7 +117,8 @@ class DataPlane:
                  metrics: Metrics, upstream: UpstreamPool, addresses: ClientAddressResolver,
                  limiter: RateLimiter, keys: ProtectionKeys, watermarker: Watermarker,
                  signatures: SignatureVerifier | None = None,
-                 blocklist: Blocklist | None = None, quota: DailyQuota | None = None) -> None:
+                 blocklist: Blocklist | None = None, quota: DailyQuota | None = None,
+                 entitlements: Entitlements | None = None) -> None:
         self.config, self.routes, self.verifier = config, routes, verifier
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
         self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
@@ -118,6 +126,7 @@ class DataPlane:
         self.quota = quota or DailyQuota()  # shared in Redis when scaled out (ztgw.gateway.state)
         self.signatures = signatures
         self.blocklist = blocklist  # automatic responses of the detection engine (issue 10)
+        self.entitlements = entitlements  # active grants and consents (issue 6, grants/index.py)
 
     async def start(self) -> None:
         await self.upstream.start()
@@ -245,6 +254,8 @@ class DataPlane:
         env = Environment(time=datetime.now(UTC), source_ip=ex.source_ip,
                           zone=self.addresses.zone_of(ex.source_ip), acr=at.claims.get("acr"),
                           risk_score=risk)
+        if self.entitlements is not None:  # an in-memory look-up: the caller's grant/consents
+            subject = self.entitlements.apply(subject, ds)
         decision = self.engine.decide(subject, resource, action, env)
         ex.decision = decision
         self.metrics.decisions.labels(decision.effect, decision.ruleset or "").inc()
