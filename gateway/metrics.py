@@ -41,6 +41,11 @@ class Metrics:
         self.audit_events = Counter(
             "ztgw_audit_events", "Audit events emitted", ["dataset"], registry=r
         )
+        self.grant_approval = Histogram(  # issue 6: request → decision, by outcome
+            "ztgw_grant_approval_seconds", "Time from an access request to its decision",
+            ["outcome"], buckets=(60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400),
+            registry=r,
+        )
         self.audit_queue = Gauge("ztgw_audit_queue_depth", "Audit events waiting", registry=r)
         self.build = Info("ztgw_build", "Build information", registry=r)
         self.build.info({"version": version})
