@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     access_token_alg: str = Field("ES256", pattern=r"^(ES256|RS256|SM2SM3|SM2)$",
                                   description="JWS alg of access tokens (SM2 = SM2SM3)")
     refresh_token_ttl: int = Field(8 * 3600, ge=300, le=90 * 86400, description="seconds")
+    key_publish_delay: int = Field(
+        300, ge=0, le=7 * 86400,
+        description="`ztgw keys rotate`: a new key is in the JWKS this long before it signs, s")
     password_iterations: int = Field(600_000, ge=100_000, le=10_000_000,
                                      description="PBKDF2-HMAC-SM3 iterations for new verifiers")
     cert_login_ca: Path | None = Field(None, description="PEM CA bundle for SM2 certificate login")

@@ -410,7 +410,7 @@ def sessions_end(
 # --- signing keys ---------------------------------------------------------------------------
 @keys_app.command("list")
 def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List signing keys (public facts only)."""
+    """List signing keys (public facts only): pending, signing, verify-only or retired."""
     from .keys import KeyRing
 
     rows = KeyRing.load_or_create(_settings(ctx).keys_dir).describe()
@@ -418,32 +418,57 @@ def keys_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json"
         _print_json({"keys": rows})
     else:
         for r in rows:
-            typer.echo(f"{r['kid']:<46} {r['alg']:<7} {'signing' if r['signing'] else 'verify-only'}")
+            typer.echo(f"{r['kid']:<46} {r['alg']:<7} {r['state']}")
+
+
+def _max_token_lifetime(settings: Any) -> int:
+    """The longest a token signed now can be accepted: access, ID and logout tokens never
+    outlive an access token (tokens.TokenIssuer), plus the verifiers' clock leeway."""
+    return int(settings.access_token_ttl) + int(settings.token_leeway)
 
 
 @keys_app.command("rotate")
-def keys_rotate(ctx: typer.Context, alg: Annotated[str, typer.Argument(help="ES256, RS256 or SM2")],
-                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Add a new signing key for ALG; it signs after the workers restart, older keys keep
-    verifying until retired."""
+def keys_rotate(
+    ctx: typer.Context,
+    alg_arg: Annotated[str | None, typer.Argument(metavar="[ALG]", help="ES256, RS256 or SM2")] = None,
+    alg: Annotated[str | None, typer.Option("--alg", help="ES256, RS256 or SM2SM3 (SM2)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rotate the signing key of ALG (default: the access-token algorithm) without a restart:
+    the new key is published at once and signs after ZTGW_KEY_PUBLISH_DELAY; the old key keeps
+    verifying until every token it signed has expired, then it is retired."""
     from .keys import DEFAULT_ALGS, KeyRing, canonical_alg
 
-    if canonical_alg(alg) not in DEFAULT_ALGS:
-        raise _fail("ALG: one of ES256, RS256, SM2")
-    kid = KeyRing.rotate(_settings(ctx).keys_dir, alg)
+    settings = _settings(ctx)
+    if alg and alg_arg and canonical_alg(alg) != canonical_alg(alg_arg):
+        raise _fail("give the algorithm once")
+    chosen = canonical_alg(alg or alg_arg or settings.access_token_alg)
+    if chosen not in DEFAULT_ALGS:
+        raise _fail("ALG: one of ES256, RS256, SM2SM3 (SM2)")
+    done = KeyRing.rotate(settings.keys_dir, chosen, publish_delay=settings.key_publish_delay,
+                          max_token_lifetime=_max_token_lifetime(settings))
+    _audit(settings, "key-rotated", target=done["kid"], details={
+        "alg": chosen, "kid": done["kid"], "sign_after": done["sign_after"],
+        "superseded": done["superseded"], "retire_after": done["retire_after"],
+        "removed": done["removed"]})
     if as_json:
-        _print_json({"kid": kid, "alg": canonical_alg(alg)})
+        _print_json(done)
     else:
-        err.print(f"new {canonical_alg(alg)} key {kid}; restart the gateway to sign with it")
+        err.print(f"new {chosen} key {done['kid']}: published now, signs in "
+                  f"{settings.key_publish_delay} s; {', '.join(done['superseded']) or 'no key'} "
+                  f"retired {done['retire_after'] - done['sign_after']} s after that")
 
 
 @keys_app.command("retire")
 def keys_retire(ctx: typer.Context, kid: str) -> None:
-    """Remove a verify-only key (tokens it signed stop verifying)."""
+    """Remove a verify-only key at once (e.g. it leaked): tokens it signed stop verifying
+    within a second."""
     from .keys import KeyRing
 
+    settings = _settings(ctx)
     try:
-        KeyRing.retire(_settings(ctx).keys_dir, kid)
+        KeyRing.retire(settings.keys_dir, kid)
     except (KeyError, ValueError) as exc:
         raise _fail(str(exc)) from exc
+    _audit(settings, "key-retired", target=kid, reason="manual")
     err.print(f"retired {kid}")

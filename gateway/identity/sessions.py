@@ -143,7 +143,9 @@ class SessionManager:
         alg = client.id_token_alg if client else "ES256"
         key = self.issuer.keyring.signing_key(alg)
         t = int(time.time())
-        claims = {"iss": self.issuer.issuer, "aud": client_id, "iat": t, "exp": t + 120,
+        # short, and never outliving an access token (key rotation; keys.KeyRing.rotate)
+        claims = {"iss": self.issuer.issuer, "aud": client_id, "iat": t,
+                  "exp": t + min(120, self.issuer.ttl),
                   "jti": secrets.token_urlsafe(16), "sub": s.username, "sid": s.sid,
                   "events": {BACKCHANNEL_EVENT: {}}}
         return jwt.encode({"alg": alg, "kid": key.kid, "typ": "logout+jwt"}, claims, key,

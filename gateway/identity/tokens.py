@@ -120,11 +120,14 @@ class TokenIssuer:
         return sign_compact(header, claims, key), claims["jti"], claims["exp"]
 
     def issue_id_token(self, *, client_id: str, alg: str, claims: dict[str, Any],
-                       ttl: int = 600) -> str:
+                       ttl: int | None = None) -> str:
         """An OpenID Connect ID token (OIDC Core §2) signed with the client's chosen algorithm."""
         alg = canonical_alg(alg)
         key = self.keyring.signing_key(alg)
         now = int(time.time())
+        # never longer than an access token: key rotation retires a key one access-token
+        # lifetime after it stops signing (keys.KeyRing.rotate)
+        ttl = self.ttl if ttl is None else min(ttl, self.ttl)
         body = {"iss": self.issuer, "aud": client_id, "azp": client_id, "iat": now,
                 "exp": now + ttl, **claims}
         header = {"alg": alg, "kid": key.kid, "typ": ID_TOKEN_TYP}
@@ -132,18 +135,38 @@ class TokenIssuer:
 
 
 class AccessTokenVerifier:
-    def __init__(self, keyset: KeySet, issuer: str, audience: str, leeway: int = 30,
+    """``keys``: a live :class:`KeyRing` (follows rotation; the cache is dropped whenever the
+    set of trusted keys changes, so a retired key's tokens stop at once) or a fixed KeySet."""
+
+    def __init__(self, keys: KeySet | KeyRing, issuer: str, audience: str, leeway: int = 30,
                  algorithms: tuple[str, ...] = ALLOWED_ALGS,
                  revocations: RevocationList | None = None) -> None:
-        self.keyset, self.issuer, self.audience, self.leeway = keyset, issuer, audience, leeway
+        self._keys, self.issuer, self.audience, self.leeway = keys, issuer, audience, leeway
+        self._generation = keys.generation if isinstance(keys, KeyRing) else 0
         self.revocations = revocations
         self.algorithms = list(algorithms)
         self._cache: dict[bytes, AccessToken] = {}
         self._lock = threading.Lock()
 
+    @property
+    def keyset(self) -> KeySet:
+        keys = self._keys
+        if not isinstance(keys, KeyRing):
+            return keys
+        keyset = keys.keyset  # refreshes the ring
+        if keys.generation != self._generation:
+            with self._lock:
+                self._cache.clear()
+                self._generation = keys.generation
+        return keyset
+
     def verify(self, token: str) -> AccessToken:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenInvalid("too_large", "the access token is too large")
+        if isinstance(self._keys, KeyRing):
+            self._keys.refresh()
+            if self._keys.generation != self._generation:
+                _ = self.keyset  # the trusted keys changed: forget every verified token
         digest = hashlib.sha256(token.encode("ascii", "replace")).digest()
         now = time.time()
         hit = self._cache.get(digest)

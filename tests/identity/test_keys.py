@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from pathlib import Path
 
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from ztgw.gateway.identity.keys import SIGNING_FILE, SM2_SIGNING_FILE, KeyRing, _to_dict
+from ztgw.gateway.identity.keys import (
+    RELOAD_INTERVAL,
+    SIGNING_FILE,
+    SM2_SIGNING_FILE,
+    KeyRing,
+    _to_dict,
+)
 from ztgw.gateway.identity.tokens import TokenIssuer
 
 
@@ -44,7 +52,7 @@ def test_rotate_then_retire(tmp_path: Path) -> None:
     old = ring.signing_key("ES256")
     old_token = TokenIssuer(ring, "http://x", "aud", 60).issue_access_token(
         subject="client:a", client_id="a", scope="")
-    new_kid = KeyRing.rotate(tmp_path, "ES256")
+    new_kid = KeyRing.rotate(tmp_path, "ES256", max_token_lifetime=3600)["kid"]
     after = KeyRing.load_or_create(tmp_path)
     assert after.signing_key("ES256").kid == new_kid != old.kid
     # the old key still verifies and is still published
@@ -59,3 +67,57 @@ def test_rotate_then_retire(tmp_path: Path) -> None:
     assert old.kid not in {k["kid"] for k in final.public_jwks()["keys"]}
     with pytest.raises(Exception):
         jwt.decode(old_token, final.keyset, algorithms=["ES256"])
+
+
+def _token(ring: KeyRing, alg: str = "ES256") -> str:
+    return TokenIssuer(ring, "http://x", "aud", 60, alg=alg).issue_access_token(
+        subject="client:a", client_id="a", scope="")
+
+
+def _kid(token: str) -> str:
+    return str(json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "==="))["kid"])
+
+
+def test_a_running_ring_follows_rotation_without_restart(tmp_path: Path) -> None:
+    """Two live rings on one directory (two processes): a rotation with a publish delay is
+    published at once, signs only after the delay, and the old key retires after the
+    longest token lifetime — both rings agree at every step, with no reload call."""
+    import pytest
+
+    a = KeyRing.load_or_create(tmp_path)
+    b = KeyRing.load_or_create(tmp_path)
+    old_kid = str(a.signing_key("ES256").kid)
+    old_token = _token(a)
+    done = KeyRing.rotate(tmp_path, "ES256", publish_delay=2, max_token_lifetime=2)
+    assert done["superseded"] == [old_kid]
+    time.sleep(RELOAD_INTERVAL + 0.1)
+    for ring in (a, b):
+        assert done["kid"] in {k["kid"] for k in ring.public_jwks()["keys"]}  # published
+        assert _kid(_token(ring)) == old_kid  # not signing yet
+        states = {r["kid"]: r["state"] for r in ring.describe()}
+        assert states[done["kid"]] == "pending" and states[old_kid] == "signing"
+    time.sleep(max(0.0, done["sign_after"] - time.time()) + RELOAD_INTERVAL + 0.1)
+    for ring in (a, b):
+        assert _kid(_token(ring)) == done["kid"]  # the new key signs
+        jwt.decode(old_token, ring.keyset, algorithms=["ES256"])  # the old one still verifies
+        assert old_kid in {k["kid"] for k in ring.public_jwks()["keys"]}
+    time.sleep(max(0.0, done["retire_after"] - time.time()) + RELOAD_INTERVAL + 0.1)
+    for ring in (a, b):
+        assert old_kid not in {k["kid"] for k in ring.public_jwks()["keys"]}
+        with pytest.raises(Exception):
+            jwt.decode(old_token, ring.keyset, algorithms=["ES256"])
+        assert {r["kid"]: r["state"] for r in ring.describe()}[old_kid] == "retired"
+    # the next rotation removes the retired key from the file; nothing private is published
+    again = KeyRing.rotate(tmp_path, "ES256", max_token_lifetime=60)
+    assert old_kid in again["removed"]
+    assert old_kid not in (tmp_path / SIGNING_FILE).read_text()
+    assert all("d" not in k and "ztgw_retire_after" not in k and "ztgw_sign_after" not in k
+               for k in b.public_jwks()["keys"])
+
+
+def test_a_broken_key_file_keeps_the_running_keys(tmp_path: Path) -> None:
+    ring = KeyRing.load_or_create(tmp_path)
+    kid = ring.signing_key("ES256").kid
+    (tmp_path / SIGNING_FILE).write_text("{not json")
+    ring.refresh(force=True)
+    assert ring.signing_key("ES256").kid == kid
