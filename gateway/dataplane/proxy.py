@@ -97,13 +97,13 @@ class Exchange:
     token_fingerprint: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Entitlements(Protocol):
     """Adds the caller's active grant and consents as subject attributes (gateway/grants)."""
 
     def apply(self, subject: Subject, dataset: Dataset) -> Subject: ...
 
 
+@dataclass(frozen=True, slots=True)
 class DataPlaneConfig:
     max_request_body: int
     receive_timeout: float
