@@ -17,7 +17,7 @@ from ztgw.crypto.constants import PBKDF2_MIN_ITERATIONS
 from ztgw.crypto.passwords import hash_password
 from ztgw.policies.domain import Classification
 
-from ..catalogue import Catalogue, Dataset
+from ..catalogue import Catalogue, Dataset, PersonalInfo
 from ..identity.client_secrets import SecretHasher
 from ..identity.directory import ClientRecord, Directory, UserRecord
 
@@ -115,6 +115,35 @@ DEMO_CLIENTS = (
 )
 
 
+# issue 6: applications that hold no data role and must ask — a data owner (grant) or the
+# citizens themselves (consent, 授权用数)
+DEMO_CLIENTS = (
+    *DEMO_CLIENTS,
+    DemoClient(
+        "demo-research",
+        "城市规划研究院数据应用",
+        "demo-research-secret-2026",
+        "城市规划研究院",
+        (),
+        "data.read",
+        G,
+        note="no data role: files an access request (POST /admin/v1/access-requests) that an "
+             "approver of the owner department decides in the console",
+    ),
+    DemoClient(
+        "demo-fintech",
+        "惠民贷款服务（第三方）",
+        "demo-fintech-secret-2026",
+        "某金融科技有限公司",
+        (),
+        "data.read",
+        G,
+        note="third-party app: asks citizens for consent (POST /admin/v1/consent-requests) and "
+             "then reads only the consenting citizens' own records",
+    ),
+)
+
+
 @dataclass(frozen=True)
 class DemoUser:
     username: str
@@ -139,6 +168,33 @@ DEMO_USERS = (
              "外部人员：一般数据权限，无数据角色"),
 )
 
+# issue 6: data owners' approvers (two in 市公安局, whose 核心 data needs two distinct approvers)
+# and a citizen whose id_number is a record of the demo population data
+DEMO_USERS = (
+    *DEMO_USERS,
+    DemoUser("zhaolei", "赵磊", "Demo-Owner-2026!", POLICE, C, ("data-approver",),
+             "市公安局数据审批人（人口数据的数据所有方）"),
+    DemoUser("sunli", "孙丽", "Demo-Owner-2026!", POLICE, C, ("data-approver",),
+             "市公安局第二审批人（核心数据需两人审批）"),
+    DemoUser("zhouqiang", "周强", "Demo-Owner-2026!", MARKET, IMP, ("data-approver",),
+             "市市场监督管理局数据审批人（企业数据的数据所有方）"),
+    DemoUser("wujing", "吴静", "Demo-Owner-2026!", HRSS, IMP, ("data-approver",),
+             "市人社局数据审批人（社保数据的数据所有方）"),
+    DemoUser("citizen", "", "Demo-Citizen-2026!", "", G, ("citizen",),
+             "公民：人口数据中的一条真实记录本人，可授权、撤销、查看谁使用了我的数据"),
+)
+
+
+def demo_citizen_record() -> dict[str, Any]:
+    """The demo citizen: the person with the most social-security records (deterministic)."""
+    from collections import Counter
+
+    from .data import get_dataset
+
+    counts = Counter(r["id_number"] for r in get_dataset("contributions"))
+    best = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    return next(p for p in get_dataset("persons") if p["id_number"] == best)
+
 DEMO_DATASETS = (
     Dataset(
         dataset="population.persons",
@@ -147,6 +203,11 @@ DEMO_DATASETS = (
         upstream_url="",
         owner_department=POLICE,
         key_field="id_number", filter_fields=frozenset({"district", "district_code"}),
+        subject_field="id_number",
+        pi={"id_number": PersonalInfo.SENSITIVE, "name": PersonalInfo.PERSONAL,
+            "gender": PersonalInfo.PERSONAL, "birth_date": PersonalInfo.PERSONAL,
+            "ethnicity": PersonalInfo.SENSITIVE, "mobile": PersonalInfo.PERSONAL,
+            "address": PersonalInfo.PERSONAL, "marital_status": PersonalInfo.PERSONAL},
         fields={
             "id_number": C,
             "name": IMP,
@@ -168,6 +229,8 @@ DEMO_DATASETS = (
         upstream_url="",
         owner_department=MARKET,
         key_field="uscc", filter_fields=frozenset({"district", "district_code"}),
+        pi={"legal_representative": PersonalInfo.PERSONAL,
+            "legal_rep_id_number": PersonalInfo.SENSITIVE},
         fields={
             "uscc": G,
             "name": G,
@@ -190,6 +253,10 @@ DEMO_DATASETS = (
         upstream_url="",
         owner_department=HRSS,
         key_field="record_id", filter_fields=frozenset({"id_number", "employer_uscc", "month"}),
+        subject_field="id_number",
+        pi={"id_number": PersonalInfo.SENSITIVE, "name": PersonalInfo.PERSONAL,
+            "base_salary": PersonalInfo.SENSITIVE, "pension_personal": PersonalInfo.SENSITIVE,
+            "bank_card": PersonalInfo.SENSITIVE},
         fields={
             "record_id": G,
             "month": G,
@@ -251,15 +318,18 @@ def seed(
                 clearance=c.clearance,
             )
         )
+    citizen = demo_citizen_record()
     for u in DEMO_USERS:
+        is_citizen = "citizen" in u.roles
         directory.put_user(
             UserRecord(
                 username=u.username,
-                display_name=u.display_name,
+                display_name=citizen["name"] if is_citizen else u.display_name,
                 password_hash=hash_password(u.password, iterations=PBKDF2_MIN_ITERATIONS),
-                department=u.department,
+                department=u.department or None,
                 clearance=u.clearance,
                 roles=u.roles,
+                attributes={"id_number": citizen["id_number"]} if is_citizen else {},
             )
         )
     for d in DEMO_DATASETS:
@@ -273,6 +343,8 @@ def seed(
                 fields=d.fields,
                 key_field=d.key_field,
                 filter_fields=d.filter_fields,
+                pi=d.pi,
+                subject_field=d.subject_field,
             )
         )
     install_bundle(demo_bundle_dir(), bundle_target)
@@ -296,7 +368,7 @@ def seed(
             {
                 "username": u.username,
                 "password": u.password,
-                "display_name": u.display_name,
+                "display_name": citizen["name"] if "citizen" in u.roles else u.display_name,
                 "department": u.department,
                 "clearance": u.clearance.label,
                 "roles": list(u.roles),
