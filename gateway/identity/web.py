@@ -474,10 +474,29 @@ class IdentityWeb:
 
         @r.get("/oauth2/authorize")
         async def authorize(request: Request) -> Response:
-            raw = parse_qs(request.url.query, keep_blank_values=True, max_num_fields=64)
+            try:
+                raw = parse_qs(request.url.query, keep_blank_values=True, max_num_fields=64)
+            except ValueError:
+                raw = {"": ["", ""]}  # too many fields: refused below like a repeat
             if any(len(v) > 1 for v in raw.values()):
                 return self.message(request, "无法完成登录请求", "请求参数重复。", code="invalid_request")
             args = {k: v[0] for k, v in raw.items()}
+            return await asyncio.to_thread(self.authorize, request, args)
+
+        @r.post("/oauth2/authorize")
+        async def authorize_post(request: Request) -> Response:
+            """OIDC Core §3.1.2.1: the same request form-serialised in a POST body, with the
+            same checks.  The parameters come from the body only; a query string as well is
+            refused as ambiguous.  (With a SameSite=Lax session cookie a cross-site POST
+            does not carry the SSO session, so the user is asked to sign in: fail safe.)"""
+            form = await read_form(request)
+            if form is None or request.url.query:
+                return self.message(request, "无法完成登录请求",
+                                    "请求格式不正确（参数须以表单编码放在请求体中）。",
+                                    code="invalid_request")
+            if any(len(v) > 1 for v in form.values()):
+                return self.message(request, "无法完成登录请求", "请求参数重复。", code="invalid_request")
+            args = {k: v[0] for k, v in form.items()}
             return await asyncio.to_thread(self.authorize, request, args)
 
         @r.get("/login")
