@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import orjson
@@ -14,6 +16,19 @@ db_app = typer.Typer(help="Database schema: upgrade, current revision, history, 
 
 def _print(doc: Any) -> None:
     sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """An unreachable or refusing database is a clear exit 2 — without the URL (a password)."""
+    import sqlalchemy as sa
+
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        typer.echo(f"cannot use the database: {reason}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def _engine(ctx: typer.Context) -> Any:
@@ -34,8 +49,9 @@ def upgrade_cmd(ctx: typer.Context,
     from . import current, upgrade
 
     engine = _engine(ctx)
-    before = current(engine)
-    after = upgrade(engine, revision)
+    with _database_errors():
+        before = current(engine)
+        after = upgrade(engine, revision)
     doc = {"before": list(before), "after": list(after)}
     _print(doc) if as_json else typer.echo(
         f"database at {', '.join(after) or 'base'} (was {', '.join(before) or 'base'})")
@@ -46,7 +62,8 @@ def current_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
     """The revision the database is at; exit 1 if it is not the newest."""
     from . import current, heads
 
-    at, newest = current(_engine(ctx)), heads()
+    with _database_errors():
+        at, newest = current(_engine(ctx)), heads()
     doc = {"current": list(at), "head": list(newest), "up_to_date": set(at) == set(newest)}
     _print(doc) if as_json else typer.echo(
         f"{', '.join(at) or 'base'}{' (head)' if doc['up_to_date'] else ' — behind ' + ', '.join(newest)}")
@@ -74,7 +91,8 @@ def check_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json"
     column without a revision)."""
     from . import schema_diff
 
-    diffs = [repr(d) for d in schema_diff(_engine(ctx))]
+    with _database_errors():
+        diffs = [repr(d) for d in schema_diff(_engine(ctx))]
     _print({"differences": diffs}) if as_json else typer.echo(
         "\n".join(diffs) if diffs else "no differences")
     if diffs:
@@ -94,8 +112,9 @@ def downgrade_cmd(ctx: typer.Context,
         typer.echo("refused: a downgrade drops tables and their rows; add --yes", err=True)
         raise typer.Exit(2)
     engine = _engine(ctx)
-    before = current(engine)
-    after = downgrade(engine, revision)
+    with _database_errors():
+        before = current(engine)
+        after = downgrade(engine, revision)
     doc = {"before": list(before), "after": list(after)}
     _print(doc) if as_json else typer.echo(
         f"database at {', '.join(after) or 'base'} (was {', '.join(before) or 'base'})")

@@ -67,6 +67,12 @@ class RedisRateLimitStore:
             raise RedisUnavailable("the shared rate-limit store did not answer") from exc
         return float(wait)
 
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False
+
     async def close(self) -> None:
         await self._redis.aclose()
 
