@@ -365,8 +365,7 @@ class GrantService:
         wanted = sorted(set(fields or ds.fields))
         if [f for f in wanted if f not in ds.fields]:
             raise GrantError(400, "invalid_request", "fields must be the dataset's fields")
-        if citizen is not None and self.directory.get_user(citizen) is None:
-            raise GrantError(404, "not_found", "no such user")
+        # no "no such user" answer: an application must not learn who has an account here
         r = ConsentRequest(id=new_id("creq"), client_id=app.client_id, dataset=ds.dataset,
                            fields=tuple(wanted), purpose=_text(purpose, "purpose", MAX_PURPOSE),
                            period_days=days, citizen=citizen, status="pending", created_at=now(),
