@@ -25,6 +25,7 @@ from .admin.api import build_admin_api
 from .catalogue import Catalogue
 from .dataplane.clientip import ClientAddressResolver
 from .dataplane.identity_header import load_or_create_key as load_or_create_identity_key
+from .dataplane.obligations import DailyQuota
 from .dataplane.proxy import DataPlane, DataPlaneConfig, Receive, Scope, Send
 from .dataplane.ratelimit import RateLimit, RateLimiter
 from .dataplane.routes import RouteTable
@@ -34,7 +35,6 @@ from .http import JSONResponse as ORJSONResponse
 from .identity.auditing import REQUIRED_ACTIONS, AuditRefused, OutboxRelay
 from .identity.authn import Authenticator
 from .identity.client_secrets import SecretHasher, load_or_create_pepper
-from .identity.directory import Directory
 from .identity.extensions import attach_login_extensions
 from .identity.http import build_router
 from .identity.keys import KeyRing
@@ -52,6 +52,9 @@ from .protection.cli import REGISTRY_FILE as WATERMARK_REGISTRY
 from .protection.keys import ProtectionKeys
 from .protection.watermark import Watermarker, WatermarkRegistry
 from .settings import Settings
+from .state.database import open_directory
+from .state.limits import RedisQuotaStore, RedisRateLimitStore
+from .state.notify import ChangeBus
 
 VERSION = pkg_version("ztgw")
 DATA_PLANE_ROOT = b"/api/"
@@ -69,8 +72,12 @@ class Gateway:
         self.settings = settings
         issuer = settings.effective_issuer
         self.metrics = Metrics(VERSION)
-        self.directory = (Directory.open_url(settings.directory_url.get_secret_value())
-                          if settings.directory_url else Directory.open(settings.db_path))
+        # SQLite under the home or directory_url (PostgreSQL), migrated to the newest schema
+        self.directory = open_directory(settings)
+        self.shared = settings.state_settings()  # Redis when redis_url is set (issue 11)
+        self.changes = ChangeBus(self.shared) if self.shared.distributed else None
+        if self.changes is not None:
+            self.changes.watch_engine(self.directory.engine)
         self.catalogue = Catalogue(self.directory)
         self.keyring = KeyRing.load_or_create(settings.keys_dir)
         pepper = (bytes.fromhex(settings.secret_pepper.get_secret_value())
@@ -79,9 +86,13 @@ class Gateway:
         self.issuer = TokenIssuer(self.keyring, issuer, settings.data_audience,
                                   settings.access_token_ttl, alg=settings.access_token_alg)
         self.oauth_store = OAuthStore(self.directory.engine)
-        self.verifier = AccessTokenVerifier(self.keyring.keyset, issuer, settings.data_audience,
+        self.revocations = RevocationList(self.oauth_store)
+        if self.changes is not None:  # another replica revoked: look now, not at the next poll
+            self.changes.on_change("oauth_revoked",
+                                   lambda _t: self.revocations.refresh(force=True))
+        self.verifier = AccessTokenVerifier(self.keyring, issuer, settings.data_audience,
                                             leeway=settings.token_leeway,
-                                            revocations=RevocationList(self.oauth_store))
+                                            revocations=self.revocations)
         self.pepper = pepper
         self.policy_runtime = PolicyRuntime(settings)  # load + verify; hot reload, shadow
         self.engine = self.policy_runtime.engine
@@ -121,7 +132,11 @@ class Gateway:
                 breaker_reset=settings.upstream_breaker_reset,
             ), self.metrics),
             addresses=ClientAddressResolver(settings.trusted_proxies, settings.network_zones),
-            limiter=RateLimiter([RateLimit(**lim) for lim in settings.rate_limits]),
+            limiter=RateLimiter([RateLimit(**lim) for lim in settings.rate_limits],
+                                store=RedisRateLimitStore(self.shared) if self.shared.distributed
+                                else None, fail_open=self.shared.fail_open),
+            quota=DailyQuota(RedisQuotaStore(self.shared) if self.shared.distributed else None,
+                             fail_open=self.shared.fail_open),
             keys=protection_keys,
             watermarker=Watermarker(protection_keys.watermark,
                                     WatermarkRegistry(settings.home / WATERMARK_REGISTRY)),
@@ -203,6 +218,8 @@ class Gateway:
                 # a pass-through gateway (benchmarks) must never look ready to a load balancer
                 "security_pipeline": not self.settings.data_plane_passthrough,
             }
+            if self.shared.distributed:  # rate limits and quotas fail closed without it
+                checks["shared_state"] = await self._shared_state_ok()
             ok = all(checks.values())
             return ORJSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
                                   status_code=200 if ok else 503)
@@ -236,6 +253,12 @@ class Gateway:
             return _error(request, 500, "internal_error", "internal error")
 
         return api
+
+    async def _shared_state_ok(self) -> bool:
+        store = self.data_plane.limiter.store
+        if not isinstance(store, RedisRateLimitStore):
+            return True
+        return await store.ping() or self.shared.fail_open
 
     def _directory_ok(self) -> bool:
         try:
@@ -278,6 +301,8 @@ class Gateway:
                     if self.settings.detect_enabled:
                         self.detection.start()
                     await self.policy_runtime.start(self._emit)
+                    if self.changes is not None:
+                        self.changes.start()
                     self.identity_outbox.start()
                     await self.data_plane.start()
                 except Exception as exc:
@@ -287,6 +312,8 @@ class Gateway:
             elif message["type"] == "lifespan.shutdown":
                 self.identity_outbox.stop()
                 await self.policy_runtime.stop()
+                if self.changes is not None:
+                    self.changes.close()
                 await self.data_plane.stop()
                 self.detection.stop()
                 self.audit.close()

@@ -1,0 +1,139 @@
+"""Two ``ztgw serve`` replicas on different ports sharing one PostgreSQL and one redis-server
+(both started here on loopback): what one replica decides, the other enforces.
+
+- an access token revoked on A is refused by B within 1 s;
+- an SSO session started on A is valid on B (the same host cookie, another port);
+- a global rate limit holds across both (admitted ≤ burst + rate × elapsed);
+- a daily record quota is shared;
+- a policy bundle installed with A's CLI is enforced by B.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e.conftest import RunningGateway, stop_processes
+from identity.browser import Browser, Callback, exchange
+
+from scale.replicas import start_replicas
+from scale.services import Postgres, Redis
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PERSONS = "/api/population/persons"
+PORTAL_REDIRECT = "http://127.0.0.1:8090/callback"
+RATE, BURST = 2.0, 6.0
+LIMITS = json.dumps([{"client": "demo-hrss", "dataset": "*", "rate": RATE, "burst": BURST}])
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres,
+             redis_server: Redis) -> Iterator[list[RunningGateway]]:
+    gws, procs = start_replicas(tmp_path_factory.mktemp("replicas"), postgres, redis_server,
+                                extra_env={"ZTGW_RATE_LIMITS": LIMITS})
+    try:
+        yield gws
+    finally:
+        stop_processes(procs)
+
+
+def _get(gw: RunningGateway, token: str, path: str = PERSONS, **params: str) -> httpx.Response:
+    return httpx.get(f"{gw.base}{path}", params={"size": "1", **params},
+                     headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def test_both_replicas_serve_and_report_shared_state(replicas: list[RunningGateway]) -> None:
+    a, b = replicas
+    for gw in replicas:
+        ready = httpx.get(f"{gw.base}/readyz", timeout=10).json()
+        assert ready["status"] == "ready" and ready["checks"]["shared_state"] is True
+    token = a.token("demo-police")  # issued by A …
+    assert _get(b, token).status_code == 200  # … accepted by B: same keys, same issuer
+
+
+def test_token_revoked_on_a_is_refused_by_b_within_one_second(replicas: list[RunningGateway]) -> None:
+    a, b = replicas
+    token = a.token("demo-police")
+    assert _get(b, token).status_code == 200
+    r = httpx.post(f"{a.base}/oauth2/revoke", data={"token": token},
+                   auth=("demo-police", a.secret("demo-police")), timeout=10)
+    assert r.status_code == 200
+    revoked_at = time.monotonic()
+    status = _get(b, token).status_code
+    while status != 401 and time.monotonic() - revoked_at < 5:
+        time.sleep(0.02)
+        status = _get(b, token).status_code
+    elapsed = time.monotonic() - revoked_at
+    assert status == 401 and elapsed < 1.0, (status, elapsed)
+    assert _get(a, token).status_code == 401
+
+
+def test_sso_session_started_on_a_is_valid_on_b(replicas: list[RunningGateway]) -> None:
+    a, b = replicas
+    lina = next(u["password"] for u in a.accounts["users"] if u["username"] == "lina")
+    on_a = Browser(a.base)
+    cb, _ = on_a.sign_in("demo-portal", PORTAL_REDIRECT, "lina", lina)
+    assert "code" in cb.params
+    on_b = Browser(b.base)
+    on_b.client.cookies = on_a.client.cookies  # a browser sends 127.0.0.1's cookie to any port
+    result, req = on_b.authorize("demo-portal", PORTAL_REDIRECT)
+    assert isinstance(result, Callback), "B asked for a login: the session is not shared"
+    assert result.url.startswith(PORTAL_REDIRECT) and "code" in result.params
+    tok = exchange(b.base, req, result.params["code"])  # and B redeems its own code
+    assert tok.status_code == 200 and tok.json()["id_token"]
+    # without the cookie, B asks for a login
+    page, _ = Browser(b.base).authorize("demo-portal", PORTAL_REDIRECT)
+    assert not isinstance(page, Callback) and 'name="password"' in page.text
+
+
+def test_global_rate_limit_holds_across_both_replicas(replicas: list[RunningGateway]) -> None:
+    token = replicas[0].token("demo-hrss")
+    path = "/api/social-security/contributions"
+    statuses = []
+    start = time.monotonic()
+    for i in range(40):  # alternate, as a load balancer would
+        statuses.append(_get(replicas[i % 2], token, path).status_code)
+    elapsed = time.monotonic() - start
+    admitted = statuses.count(200)
+    assert set(statuses) <= {200, 429}, statuses
+    # one bucket for both: never more than the burst plus what the rate refilled meanwhile
+    assert admitted <= BURST + RATE * elapsed + 1, (admitted, elapsed)
+    assert statuses.count(429) > 0
+    assert 200 in statuses[0::2] and 200 in statuses[1::2]  # both replicas did serve
+
+
+def test_policy_installed_with_a_cli_is_enforced_by_b(replicas: list[RunningGateway],
+                                                      tmp_path: Path) -> None:
+    a, b = replicas
+    token = a.token("demo-police")
+    assert _get(b, token).status_code == 200
+    active = Path(a.env["ZTGW_POLICY_BUNDLE"])
+    original = tmp_path / "original"
+    shutil.copytree(active, original)
+    deny_all = tmp_path / "deny-all"
+    deny_all.mkdir()
+    (deny_all / "policy.yaml").write_text('bundle: deny-all\nversion: "99"\nrules: []\n',
+                                          encoding="utf-8")
+    out = a.cli_json("policy", "install", str(deny_all), "--skip-tests", "--json")
+    assert out["bundle"] == "deny-all" and out["redis_notified"] is True
+    try:
+        deadline = time.monotonic() + 10
+        status = _get(b, token).status_code
+        while status != 403 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status = _get(b, token).status_code
+        assert status == 403
+        [worker] = b.cli_json("policy", "status", "--json")["workers"]
+        assert worker["bundle"] == "deny-all" and worker["replica_watcher"] == "redis"
+    finally:
+        a.cli_json("policy", "install", str(original), "--skip-tests", "--json")
+    deadline = time.monotonic() + 10
+    while _get(b, token).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _get(b, token).status_code == 200
