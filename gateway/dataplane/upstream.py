@@ -1,4 +1,5 @@
-"""Calls to the government data APIs: one pooled aiohttp client, timeouts, size limits,
+"""Calls to the government data APIs: one pooled HTTP/1.1 client (:mod:`.httpclient`, llhttp
+on asyncio — aiohttp's client was the data plane's bottleneck), timeouts, size limits,
 retries only for idempotent requests and only when nothing was received, and a circuit
 breaker per upstream so a dead department API fails fast instead of tying up workers.
 
@@ -11,18 +12,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import aiohttp
-
 from ..errors import ServiceUnavailable, UpstreamError, UpstreamTimeout
 from ..metrics import Metrics, status_class
+from .httpclient import ConnectFailed, HttpClient, Malformed, ReadTimeout, TooLarge
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "proxy-connection",
 })
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
-# errors where the request certainly did not reach the upstream's application
-_RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,24 +69,18 @@ class CircuitBreaker:
 class UpstreamPool:
     def __init__(self, config: UpstreamConfig, metrics: Metrics) -> None:
         self.config, self.metrics = config, metrics
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
         self._breakers: dict[str, CircuitBreaker] = {}
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30,
-                                         ttl_dns_cache=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout,
-                                          sock_read=self.config.read_timeout),
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-        )
+        self._client = HttpClient(connect_timeout=self.config.connect_timeout,
+                                  read_timeout=self.config.read_timeout,
+                                  max_connections_per_origin=256)
 
     async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     def breaker(self, base: str) -> CircuitBreaker:
         b = self._breakers.get(base)
@@ -107,7 +99,7 @@ class UpstreamPool:
         attempts = 2 if method in IDEMPOTENT else 1
         for attempt in range(attempts):
             try:
-                resp = await self._once(base + path_and_query, method, headers, api)
+                resp = await self._once(base, path_and_query, method, headers, api)
             except UpstreamError as exc:
                 if exc.code == "upstream_unreachable" and attempt + 1 < attempts:
                     continue
@@ -121,40 +113,34 @@ class UpstreamPool:
             return resp
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, url: str, method: str, headers: dict[str, str],
+    async def _once(self, base: str, target: str, method: str, headers: dict[str, str],
                     api: str) -> UpstreamResponse:
-        assert self._session is not None, "upstream pool not started"
-        limit = self.config.max_response_body
+        assert self._client is not None, "upstream pool not started"
         started = time.perf_counter()
         try:
-            async with self._session.request(method, url, headers=headers,
-                                             allow_redirects=False) as resp:
-                if resp.content_length is not None and resp.content_length > limit:
-                    raise UpstreamError("the data source's answer is too large",
-                                        code="upstream_too_large")
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(65536):
-                    body += chunk
-                    if len(body) > limit:
-                        raise UpstreamError("the data source's answer is too large",
-                                            code="upstream_too_large")
-                status = resp.status
-                out = {k.lower(): v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP}
-        except TimeoutError as exc:
+            resp = await self._client.request(base, method, target, headers,
+                                              max_body=self.config.max_response_body)
+        except ReadTimeout as exc:
             self.metrics.upstream.labels(api, "timeout").inc()
             raise UpstreamTimeout("the data source did not answer in time",
                                   code="upstream_timeout") from exc
-        except _RETRYABLE as exc:
+        except ConnectFailed as exc:
             self.metrics.upstream.labels(api, "unreachable").inc()
             raise UpstreamError("the data source could not be reached",
                                 code="upstream_unreachable") from exc
-        except aiohttp.ClientError as exc:
+        except TooLarge as exc:
+            self.metrics.upstream.labels(api, "error").inc()
+            raise UpstreamError("the data source's answer is too large",
+                                code="upstream_too_large") from exc
+        except (Malformed, ValueError) as exc:
             self.metrics.upstream.labels(api, "error").inc()
             raise UpstreamError("the data source's answer is malformed",
                                 code="upstream_malformed") from exc
+        status = resp.status
         self.metrics.upstream.labels(api, status_class(status)).inc()
         self.metrics.upstream_duration.labels(api).observe(time.perf_counter() - started)
         if 300 <= status < 400:
             raise UpstreamError("the data source answered with a redirect",
                                 code="upstream_redirect")
-        return UpstreamResponse(status, out, bytes(body))
+        out = {k: v for k, v in resp.headers.items() if k not in HOP_BY_HOP}
+        return UpstreamResponse(status, out, resp.body)
