@@ -65,9 +65,9 @@ scan_app.command("coverage")(scanners_cli.coverage)
 def _local_credentials(settings: Settings) -> list[Any]:
     from ztgw.scanners.passwords import Credential
 
-    from .identity.directory import Directory
+    from .state.database import open_directory
 
-    d = Directory.open(settings.db_path)
+    d = open_directory(settings)  # SQLite or directory_url
     return ([Credential("user", u.username, u.password_hash, u.enabled) for u in d.list_users()]
             + [Credential("client", c.client_id, c.secret_hash, c.enabled, c.public)
                for c in d.list_clients()])
@@ -77,11 +77,11 @@ def _catalogue_datasets(settings: Settings) -> list[Any]:
     from ztgw.scanners.coverage import DatasetInfo
 
     from .catalogue import Catalogue
-    from .identity.directory import Directory
+    from .state.database import open_directory
 
     return [DatasetInfo(d.dataset, d.route_prefix, d.owner_department,
                         d.classification.label if d.fields else None, d.enabled)
-            for d in Catalogue(Directory.open(settings.db_path)).all()]
+            for d in Catalogue(open_directory(settings)).all()]
 
 
 scanners_cli.providers.credentials = _local_credentials
