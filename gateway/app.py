@@ -31,6 +31,9 @@ from .dataplane.ratelimit import RateLimit, RateLimiter
 from .dataplane.routes import RouteTable
 from .dataplane.signatures import ApiKeyStore, SignatureVerifier
 from .dataplane.upstream import UpstreamConfig, UpstreamPool
+from .grants import Grants
+from .grants.api import build_grants_router
+from .grants.console import Console
 from .http import JSONResponse as ORJSONResponse
 from .identity.auditing import REQUIRED_ACTIONS, AuditRefused, OutboxRelay
 from .identity.authn import Authenticator
@@ -79,6 +82,14 @@ class Gateway:
         if self.changes is not None:
             self.changes.watch_engine(self.directory.engine)
         self.catalogue = Catalogue(self.directory)
+        # issue 6: grants and consents; the data plane reads them from an in-memory index that
+        # follows a change counter (every replica within 1 s; at once with the Redis change bus)
+        self.grants = Grants(self.directory, self.catalogue, settings.keys_dir, self._emit,
+                             lambda outcome, s: self.metrics.grant_approval.labels(outcome).observe(s))
+        self.grants.index.start()
+        if self.changes is not None:
+            for table in ("grants", "consents"):
+                self.changes.on_change(table, lambda _t: self.grants.index.poll_once())
         self.keyring = KeyRing.load_or_create(settings.keys_dir)
         pepper = (bytes.fromhex(settings.secret_pepper.get_secret_value())
                   if settings.secret_pepper else load_or_create_pepper(settings.keys_dir))
@@ -142,6 +153,7 @@ class Gateway:
                                     WatermarkRegistry(settings.home / WATERMARK_REGISTRY)),
             signatures=SignatureVerifier(ApiKeyStore(self.directory)),
             blocklist=self.blocklist,
+            entitlements=self.grants.index,
             routes=RouteTable(self.catalogue.all()),
             verifier=self.verifier,
             subjects=SubjectResolver(self.directory),
@@ -150,11 +162,18 @@ class Gateway:
             metrics=self.metrics,
         )
         self.api = self._build_api(issuer)
-        self.api.mount("/admin/v1", build_admin_api(
+        admin_api = build_admin_api(
             verifier=self.verifier, subjects=SubjectResolver(self.directory), engine=self.engine,
             audit_store=self._audit_reader, catalogue=self.catalogue, directory=self.directory,
             emit=self._emit, version=VERSION,
-        ))
+        )
+        admin_api.include_router(build_grants_router(
+            service=self.grants.service, verifier=self.verifier,
+            subjects=SubjectResolver(self.directory), engine=self.engine, emit=self._emit))
+        self.api.mount("/admin/v1", admin_api)
+        self.api.include_router(Console(
+            service=self.grants.service, sessions=self.sessions, csrf=CsrfGuard(pepper),
+            directory=self.directory, engine=self.engine, audit_store=self._audit_reader).router())
         self._audit_store: AuditStore | None = None
 
     def _audit_reader(self) -> AuditStore:

@@ -18,7 +18,6 @@ area (resource)                 who (demo bundle)                            act
 The service re-checks the owner department and role itself.  Every call is an audit event.
 """
 
-from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
