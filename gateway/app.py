@@ -7,7 +7,6 @@ gives every request an ``X-Request-ID`` that the audit event carries too.
 
 from __future__ import annotations
 
-import secrets
 from importlib.metadata import version as pkg_version
 from typing import Any
 
@@ -18,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ztgw.audit.errors import AuditUnavailable
+from ztgw.audit.events import random_hex
 from ztgw.audit.log import AuditLog
 from ztgw.audit.store import AuditStore
 
@@ -65,7 +65,7 @@ TOKEN_PATH = b"/oauth2/token"  # served without the framework (identity.http.tok
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(12)
+    return random_hex(12)
 
 
 class Gateway:
