@@ -27,6 +27,7 @@ from ztgw.crypto.cli import app as crypto_app
 from ztgw.gateway.dataplane.cli import apikeys_app
 from ztgw.scanners import cli as scanners_cli
 
+from .grants.cli import consent_app, datasets_app, grants_app, requests_app
 from .identity.cli import clients_app, keys_app, sessions_app, users_app
 from .migrations.cli import db_app
 from .policy_runtime import policy_app
@@ -53,6 +54,10 @@ app.add_typer(scan_app, name="scan")
 app.add_typer(watermark_app, name="watermark")
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")  # issue 11: schema migrations (alembic)
+app.add_typer(requests_app, name="requests")  # issue 6: data owners and data subjects
+app.add_typer(grants_app, name="grants")
+app.add_typer(consent_app, name="consent")
+app.add_typer(datasets_app, name="datasets")
 # issue 10: detection alerts, drills, posture scans (ztgw.scanners)
 app.add_typer(scanners_cli.alerts_app, name="alerts")
 app.add_typer(scanners_cli.drill_app, name="drill")
