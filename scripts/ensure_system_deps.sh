@@ -9,6 +9,10 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 command -v nmap >/dev/null 2>&1 || need+=(nmap)
 command -v sqlmap >/dev/null 2>&1 || need+=(sqlmap)
+# the console's browser tests (Playwright drives Debian's chromium) and readable Chinese
+# screenshots (a CJK font)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fc-list 2>/dev/null | grep -qi -e wqy -e "noto sans cjk" || need+=(fonts-wqy-microhei)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "missing system packages (install them for the full suite): ${need[*]}" >&2
