@@ -35,7 +35,15 @@ import orjson
 
 from .detectors import DETECTOR_IDS, classify, find_all
 from .keys import ProtectionKeys
-from .strategies import MASK_CHAR, MAX_KEEP, STRATEGIES, Masker, UnenforceableMask, compile_masker
+from .strategies import (
+    MASK_CHAR,
+    MAX_KEEP,
+    STRATEGIES,
+    Masker,
+    UnenforceableMask,
+    column_of,
+    compile_masker,
+)
 
 __all__ = [
     "MASK_CHAR",
@@ -82,6 +90,8 @@ class MaskPlan:
     types: Mapping[str, Masker] = field(default_factory=dict)
     # short strings known to hold none of ``types`` (dates, categories): skipped next time
     _clean: dict[str, None] = field(default_factory=dict, compare=False, repr=False)
+    # [(inline loop over the records, its field names), (name, masker) of the other fields]
+    _compiled: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def from_obligation(cls, params: Mapping[str, Any], *, keys: ProtectionKeys | None = None
@@ -188,22 +198,51 @@ class MaskPlan:
 
     def records(self, recs: list[Any]) -> tuple[int, set[str]]:
         """Mask a list of records in place: (records, touched). Same result as :meth:`record`
-        on each, but field-only plans run column by column (less interpreter overhead)."""
+        on each (names, then paths, then detectors), but names and top-level paths run column
+        by column through each strategy's batch form (far less interpreter work per value)."""
         dicts = [r for r in recs if type(r) is dict]
-        if self.paths or self.types:
-            touched: set[str] = set()
-            for rec in dicts:
-                touched |= self.record(rec)
-            return len(dicts), touched
-        touched = set()
-        for name, masker in self.maskers.items():
-            hit = False
-            for rec in dicts:
-                if name in rec:
-                    rec[name] = masker(rec[name])
-                    hit = True
-            if hit:
+        touched: set[str] = set()
+        if not self._compiled:
+            self._compiled.append(_compile_fields(self.maskers, self.paths))
+        loop, inlined, others, inlined_paths = self._compiled[0]
+        if loop is not None:
+            touched.update(label for label, hit in zip(inlined, loop(dicts), strict=True) if hit)
+        for name, masker in others:
+            have = [r for r in dicts if name in r]
+            if have:
+                for r, v in zip(have, column_of(masker)([r[name] for r in have]), strict=True):
+                    r[name] = v
                 touched.add(name)
+        for label, parts, masker in self.paths:
+            if label in inlined_paths:
+                continue
+            if len(parts) == 1 and parts[0] != "*":
+                name = parts[0]
+                have = [r for r in dicts if name in r]
+                if not have:
+                    continue
+                values = [r[name] for r in have]
+                if list in set(map(type, values)):  # a list is masked element by element
+                    out = [[masker(x) for x in v] if type(v) is list else masker(v) for v in values]
+                else:
+                    out = column_of(masker)(values)
+                for r, v in zip(have, out, strict=True):
+                    r[name] = v
+                touched.add(label)
+            else:
+                hit = False
+                for rec in dicts:
+                    hit |= _apply_path(rec, parts, masker)
+                if hit:
+                    touched.add(label)
+        if self.types:
+            by_type = self._by_type
+            for rec in dicts:
+                for key in list(rec):
+                    new, hit = by_type(rec[key], 0)
+                    if hit:
+                        rec[key] = new
+                        touched.add(key)
         return len(dicts), touched
 
     def json_body(self, body: bytes) -> tuple[bytes, int, set[str]]:
@@ -266,6 +305,71 @@ class MaskPlan:
             writer.writerow(row)
             records += 1
         return out.getvalue().encode("utf-8"), records, touched
+
+
+_MISSING = object()
+_FAST = 256  # strings shorter than this are masked by slicing inside the loop
+
+
+def _compile_fields(maskers: Mapping[str, Masker], paths: tuple[tuple[str, tuple[str, ...], Masker], ...]
+                    ) -> tuple[Any, tuple[str, ...], list[tuple[str, Masker]], frozenset[str]]:
+    """One loop over the records for every keep / redact / null field (and top-level path):
+    per value a dict lookup, a type and length check and a slice — no call. The generated
+    source holds only numbers and generated names; field names and maskers are bound as
+    variables, never written into the source.
+
+    Returns (loop or None, the labels it covers in order, the other fields, the labels of
+    the paths it covers). Fields come before paths, as in :meth:`MaskPlan.record`; a path on
+    a key that another (non-inline) field masks stays out of the loop to keep that order."""
+    entries: list[tuple[str, str, Masker, bool]] = []  # (label, key, masker, is_path)
+    others: list[tuple[str, Masker]] = []
+    for name, masker in maskers.items():
+        if getattr(masker, "inline", None) is not None:
+            entries.append((name, name, masker, False))
+        else:
+            others.append((name, masker))
+    later = {n for n, _ in others}
+    for label, parts, masker in paths:
+        if (len(parts) == 1 and parts[0] != "*" and parts[0] not in later
+                and getattr(masker, "inline", None) is not None):
+            entries.append((label, parts[0], masker, True))
+    if not entries:
+        return None, (), others, frozenset()
+    env: dict[str, Any] = {"M": _MISSING, "len": len, "str": str, "list": list}
+    body = []
+    for i, (_, key, masker, is_path) in enumerate(entries):
+        kind = masker.inline  # type: ignore[attr-defined]
+        env[f"k{i}"], env[f"m{i}"] = key, masker
+        body += [f"        v = r.get(k{i}, M)", "        if v is not M:", f"            h{i} = True"]
+        if is_path:  # a path walks a list: each element is masked
+            body += ["            if v.__class__ is list:", f"                r[k{i}] = [m{i}(x) for x in v]",
+                     "            else:"]
+        pad = "    " if is_path else ""
+        if kind[0] == "null":
+            body.append(f"            {pad}r[k{i}] = None")
+            continue
+        if kind[0] == "keep":
+            first, last = int(kind[1]), int(kind[2])
+            shown = first + last
+            env[f"s{i}"] = [MASK_CHAR * (n - shown) if n > shown else "" for n in range(_FAST)]
+            tail = f" + v[len(v) - {last}:]" if last else ""
+            body.append(f"            {pad}r[k{i}] = v[:{first}] + s{i}[len(v)]{tail} "
+                        f"if v.__class__ is str and {shown} < len(v) < {_FAST} else m{i}(v)")
+        else:  # redact
+            env[f"s{i}"] = [MASK_CHAR * n for n in range(_FAST)]
+            body.append(f"            {pad}r[k{i}] = s{i}[len(v)] if v.__class__ is str and len(v) < {_FAST} "
+                        f"else m{i}(v)")
+    flags = [f"h{i}" for i in range(len(entries))]
+    src = "\n".join([
+        "def loop(dicts):",
+        *[f"    {f} = False" for f in flags],
+        "    for r in dicts:",
+        *body,
+        f"    return ({', '.join(flags)},)",
+    ])
+    exec(compile(src, "<ztgw mask plan>", "exec"), env)  # noqa: S102 - source built from numbers only
+    return (env["loop"], tuple(e[0] for e in entries), others,
+            frozenset(e[0] for e in entries if e[3]))
 
 
 def _cell(value: Any) -> str:

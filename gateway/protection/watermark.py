@@ -242,6 +242,10 @@ class Watermarker:
         return TraceResult(n, len(cands), alpha, hits, scored[0] if scored else None)
 
 
+# ints never carry and must not share a table with floats (1 == 1.0 == True)
+_FLAT_CARRIERS = frozenset({str, float, type(None)})
+
+
 def _text_slots(base: str) -> tuple[int, ...]:
     """Cut points for the zero-width bits of an eligible free-text value, else ()."""
     n = len(base)
@@ -412,8 +416,29 @@ class WatermarkPlan:
         rest = [r for r in recs[i:] if type(r) is dict]
         n = 0
         for k in self._keys:
-            for rec in rest:
-                v = rec.get(k)
+            have = [r for r in rest if k in r]
+            values = [r[k] for r in have]
+            kinds = set(map(type, values))
+            if kinds <= _FLAT_CARRIERS:  # the common case: strings / floats / nulls, batch-wise
+                # each distinct value is marked once (the batch is already in memory, so is
+                # this table of its distinct values), then written back
+                table = {v: memo.get(v) or mark(v, cw) for v in set(values)}
+                if len(memo) < MEMO_SIZE and len(table) < MEMO_SIZE:
+                    memo.update(table)
+                changed = {v: h[0] for v, h in table.items() if h[1]}
+                bits = {v: h[1] for v, h in table.items() if h[1]}
+                if len(changed) == len(table):
+                    for rec, new in zip(have, map(changed.__getitem__, values), strict=True):
+                        rec[k] = new
+                    n += sum(map(bits.__getitem__, values))
+                elif changed:  # only some values carry (a category column): visit those
+                    idx = [j for j, v in enumerate(values) if v in changed]
+                    for j in idx:
+                        have[j][k] = changed[values[j]]
+                    n += sum(bits[values[j]] for j in idx)
+                continue
+            for rec in have:
+                v = rec[k]
                 t = type(v)
                 if t is str or t is float:
                     hit = memo.get(v)
