@@ -144,6 +144,13 @@ def initialise(settings: Settings) -> dict[str, Any]:
     os.chmod(settings.home, 0o700)
     keyring = KeyRing.load_or_create(settings.keys_dir)
     load_or_create_pepper(settings.keys_dir)
+    # every key a replica needs exists after init, so replicas can share one keys folder
+    # (issue 11: otherwise each would make its own protection and upstream-identity key)
+    from .dataplane.identity_header import load_or_create_key as load_or_create_identity_key
+    from .protection.keys import ProtectionKeys
+
+    ProtectionKeys.load_or_create(settings.keys_dir)
+    load_or_create_identity_key(settings.keys_dir)
     Catalogue(open_directory(settings))  # SQLite or directory_url, upgraded to the newest schema
     AuditStore(settings.audit_settings().db_path).close()
     load_or_create_signing_key(settings.audit_settings().effective_keys_dir)

@@ -13,6 +13,11 @@ command -v sqlmap >/dev/null 2>&1 || need+=(sqlmap)
 # screenshots (a CJK font)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fc-list 2>/dev/null | grep -qi -e wqy -e "noto sans cjk" || need+=(fonts-wqy-microhei)
+# issue 11: the suite starts its own PostgreSQL and nginx on free loopback ports (tests/scale,
+# tests/deploy, ZTGW_TEST_BACKEND=postgres); the packages' own services are not used
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v yamllint >/dev/null 2>&1 || need+=(yamllint)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "missing system packages (install them for the full suite): ${need[*]}" >&2

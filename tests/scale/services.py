@@ -17,7 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# the newest installed PostgreSQL (Debian installs its binaries off PATH)
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"),
+             key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+             default=Path("/usr/lib/postgresql/15/bin"))
 
 
 def free_port() -> int:
@@ -124,3 +127,38 @@ def start_redis() -> Redis:
             time.sleep(0.05)
     client.close()
     return Redis(port=port, proc=proc, base=base)
+
+
+# --- the e2e suite on PostgreSQL + Redis (ZTGW_TEST_BACKEND=postgres) ------------------------
+BACKEND_ENV = "ZTGW_TEST_BACKEND"
+_shared: dict[str, Postgres | Redis] = {}
+_gateways = itertools.count(1)
+
+
+def backend() -> str:
+    value = os.environ.get(BACKEND_ENV, "embedded").strip().lower() or "embedded"
+    if value not in ("embedded", "postgres"):
+        raise RuntimeError(f"{BACKEND_ENV} must be 'embedded' or 'postgres', not {value!r}")
+    return value
+
+
+def backend_env() -> dict[str, str]:
+    """Settings for one more test gateway: with ``ZTGW_TEST_BACKEND=postgres``, a fresh database
+    on the session's PostgreSQL and its own key prefix on the session's redis-server (both
+    started on first use, stopped at exit); otherwise nothing (the embedded default)."""
+    if backend() != "postgres":
+        return {}
+    if not _shared:
+        import atexit
+
+        pg = start_postgres()
+        atexit.register(pg.stop)
+        _shared["pg"] = pg
+        rd = start_redis()
+        atexit.register(rd.stop)
+        _shared["redis"] = rd
+    pg, rd = _shared["pg"], _shared["redis"]
+    assert isinstance(pg, Postgres) and isinstance(rd, Redis)
+    n = next(_gateways)
+    return {"ZTGW_DIRECTORY_URL": pg.new_database(), "ZTGW_REDIS_URL": rd.url,
+            "ZTGW_REDIS_KEY_PREFIX": f"ztgw-e2e-{os.getpid()}-{n}:"}

@@ -55,6 +55,11 @@ def test_both_replicas_serve_and_report_shared_state(replicas: list[RunningGatew
         assert ready["status"] == "ready" and ready["checks"]["shared_state"] is True
     token = a.token("demo-police")  # issued by A …
     assert _get(b, token).status_code == 200  # … accepted by B: same keys, same issuer
+    # serving made no key of its own: watermarks, pseudonyms and the upstream identity header
+    # are the same whichever replica answers
+    keys_a = {p.name: p.read_bytes() for p in (a.home / "keys").iterdir()}
+    keys_b = {p.name: p.read_bytes() for p in (b.home / "keys").iterdir()}
+    assert keys_a == keys_b and {"protection.key", "upstream-identity.key"} <= set(keys_a)
 
 
 def test_token_revoked_on_a_is_refused_by_b_within_one_second(replicas: list[RunningGateway]) -> None:
