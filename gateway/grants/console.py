@@ -172,7 +172,7 @@ class Console:
             return self.message(request, me, "无权访问", "只有数据所有方的审批人可以查看审批事项。", 403)
         owned = [d.dataset for d in self.service.owned_datasets(me)]
         items = self.service.store.list_requests(datasets=owned, status=status or None)
-        return self.page("requests.html", request, me, items=items, status=status,
+        return self.page("requests.html", request, me, items=items, current=status,
                          stats=self.service.approval_times(owned),
                          titles={d.dataset: d.title for d in self.service.catalogue.all()})
 
