@@ -37,7 +37,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningGate
         home2 = tmp_path_factory.mktemp("grants-gw2")
         env2 = {**gw.env, "ZTGW_HOME": str(home2),
                 "ZTGW_DIRECTORY_URL": f"sqlite:///{home1 / 'ztgw.db'}",
-                "ZTGW_POLICY_BUNDLE": str(home1 / "policies" / "active")}
+                "ZTGW_POLICY_BUNDLE": str(home1 / "policies" / "active"),
+                "ZTGW_ISSUER": gw.base}  # one issuer for the replicas behind one name
         subprocess.run([*ZTGW, "init"], env=env2, check=True, capture_output=True, timeout=120)
         shutil.rmtree(home2 / "keys")
         shutil.copytree(home1 / "keys", home2 / "keys")  # the same token-signing keys
