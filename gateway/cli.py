@@ -147,10 +147,12 @@ def initialise(settings: Settings) -> dict[str, Any]:
     # every key a replica needs exists after init, so replicas can share one keys folder
     # (issue 11: otherwise each would make its own protection and upstream-identity key)
     from .dataplane.identity_header import load_or_create_key as load_or_create_identity_key
+    from .grants.receipts import load_or_create_receipt_key
     from .protection.keys import ProtectionKeys
 
     ProtectionKeys.load_or_create(settings.keys_dir)
     load_or_create_identity_key(settings.keys_dir)
+    load_or_create_receipt_key(settings.keys_dir)  # consent receipts (issue 6)
     Catalogue(open_directory(settings))  # SQLite or directory_url, upgraded to the newest schema
     AuditStore(settings.audit_settings().db_path).close()
     load_or_create_signing_key(settings.audit_settings().effective_keys_dir)
