@@ -327,6 +327,7 @@ class Console:
         mine = [(c, c.active_at(now)) for c in self.service.my_consents(me)]
         return self.page("consent.html", request, me, pending=pending, mine=mine, notice=notice,
                          error=error, status=status, apps=self._app_names(),
+                         titles={d.dataset: d.title for d in self.service.catalogue.all()},
                          key=mask_key(str(me.attributes.get("id_number") or "")))
 
     def _app_names(self) -> dict[str, str]:
@@ -543,7 +544,9 @@ def _access_row(e: dict[str, Any], title: str) -> dict[str, Any]:
         "ts": ts, "when": shown, "dataset": title,
         "app": (e.get("ztgw", {}).get("oidc") or {}).get("client_id") or "-",
         "user": (e.get("user") or {}).get("name") or "-",
-        "effect": decision.get("effect") or "-",
+        # an allow that failed later (e.g. a row-filter violation, upstream error) read nothing
+        "effect": ("allow" if decision.get("effect") == "allow"
+                   and (e.get("event") or {}).get("outcome") == "success" else "deny"),
         "records": data.get("records"),
         "masked": data.get("masked_fields") or [],
         "obligations": data.get("obligations_applied") or decision.get("obligations") or [],
