@@ -5,7 +5,10 @@ data reads by 500 service principals, each from its own one or two of 2,000 addr
 refusals, 8 % sign-in events from any address, 2 % attacks: injection payloads, scanner
 user agents, brute force, token replay), then runs ``DetectionEngine.process`` (every
 bundled Sigma rule + every stateful detector, alerts built and de-duplicated; responses off)
-over them.
+over them in batches of 2,000 parsed documents — what the gateway's ``DetectionService``
+receives from the audit writer (``AuditLog`` listener), so no store read or JSON decode.
+One engine per round sees the whole stream (≥ 100,000 events): the rate is sustained over
+growing windows, not a warm-up burst.
 
 Peer, measured in the same run on the same events: ``orjson.loads`` of each event's JSON —
 the least work any consumer of the stored trail does per event (the engine's service reads
@@ -15,12 +18,13 @@ Target (issue 10): ≥ 20,000 events/s on this machine.  Both wall-clock and pro
 rates are printed: the machine is shared (2 cores, other benchmarks running), and the CPU
 rate is what the engine's one thread sustains when it has a core.
 
-    .venv/bin/python bench/detect_bench.py [--events 60000] [--rounds 5] [--budget 90]
+    .venv/bin/python bench/detect_bench.py [--events 120000] [--rounds 3] [--budget 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import time
@@ -85,12 +89,17 @@ def make_events(n: int, seed: int = 7) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=60_000)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--budget", type=float, default=90.0, help="wall-clock seconds for the rounds")
+    ap.add_argument("--events", type=int, default=120_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=2_000, help="documents per hand-over (feed batch)")
+    ap.add_argument("--budget", type=float, default=100.0, help="wall-clock seconds for the rounds")
     args = ap.parse_args()
     events = make_events(args.events)
     raw = [orjson.dumps(e) for e in events]
+    # the corpus is bench scaffolding (a gateway holds a batch at a time, not 120,000 events):
+    # keep the cyclic GC from re-scanning it during the measured loops
+    gc.collect()
+    gc.freeze()
     engine_rates: list[float] = []
     engine_cpu_rates: list[float] = []
     peer_rates: list[float] = []
@@ -106,7 +115,9 @@ def main() -> None:
         peer = len(raw) / (time.perf_counter() - t)
         eng = DetectionEngine(settings=DetectionSettings(dedup_window=300.0))
         t, c = time.perf_counter(), time.process_time()
-        alerts = len(eng.process(events))
+        alerts = 0
+        for i in range(0, len(events), args.batch):
+            alerts += len(eng.process(events[i:i + args.batch]))
         rate = len(events) / (time.perf_counter() - t)
         engine_cpu_rates.append(len(events) / (time.process_time() - c))
         engine_rates.append(rate)

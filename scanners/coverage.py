@@ -28,9 +28,18 @@ class DatasetInfo:
     enabled: bool = True
 
 
-def _covered(ds: str, bundle: PolicyBundle) -> list[str]:
-    return [r.id for r in bundle.rules if r.effect == "allow"
-            and any(fnmatch.fnmatchcase(ds, p) for p in r.datasets)]
+ENTITLEMENT_CONDITIONS = frozenset({"granted", "consented"})  # issue 6: allowed per grant/consent
+
+
+def _covered(ds: str, bundle: PolicyBundle) -> tuple[list[str], list[str]]:
+    """Allow rules that cover ``ds``: (standing ones, those that need a grant or consent)."""
+    standing: list[str] = []
+    entitled: list[str] = []
+    for r in bundle.rules:
+        if r.effect != "allow" or not any(fnmatch.fnmatchcase(ds, p) for p in r.datasets):
+            continue
+        (entitled if ENTITLEMENT_CONDITIONS & set(r.when or {}) else standing).append(r.id)
+    return standing, entitled
 
 
 def scan_coverage(datasets: Iterable[DatasetInfo], bundle: PolicyBundle | None,
@@ -53,11 +62,14 @@ def scan_coverage(datasets: Iterable[DatasetInfo], bundle: PolicyBundle | None,
                "requests": traffic.get(d.dataset, 0)}
         rows.append(row)
         if bundle is not None:
-            rules = _covered(d.dataset, bundle)
+            rules, entitled = _covered(d.dataset, bundle)
             row["allow_rules"] = rules
+            row["grant_rules"] = entitled
             if not rules:
-                findings.append({"dataset": d.dataset, "severity": "medium",
-                                 "finding": "route without an allow policy (default deny answers all)"})
+                findings.append({"dataset": d.dataset, "severity": "medium" if not entitled else "low",
+                                 "finding": "route without an allow policy (default deny answers all)"
+                                 if not entitled else "route without an allow policy (reachable only "
+                                 "through a grant or consent)"})
         if not d.owner:
             findings.append({"dataset": d.dataset, "severity": "medium", "finding": "dataset without owner"})
         if not d.classification:

@@ -127,9 +127,9 @@ class DetectionEngine:
         self._detectors_for: dict[Any, list[Detector]] = {}
 
     def _sigma(self, ev: Event, ts: float, eid: str) -> list[Finding]:
-        cands = self._ruleset.candidates(ev)
-        if not cands:
-            return []
+        return self._matched(ev, self._ruleset.candidates(ev), eid)
+
+    def _matched(self, ev: Event, cands: list[CompiledRule], eid: str) -> list[Finding]:
         out: list[Finding] = []
         for rule in cands:
             if rule.matches(ev):
@@ -143,35 +143,57 @@ class DetectionEngine:
                     category=_sigma_category(rule)))
         return out
 
+    def _dets(self, dataset: Any) -> list[Detector]:
+        dets = self._detectors_for.get(dataset)
+        if dets is None:
+            dets = self._detectors_for[dataset] = [
+                d for d in self.detectors if d.datasets is None or dataset in d.datasets]
+        return dets
+
     def process(self, events: Iterable[Event]) -> list[Event]:
+        """Every event through the Sigma rules (behind their prefilter) and the stateful
+        detectors of its dataset; the alerts raised (also handed to ``emit``).  Events are
+        only read, never changed (they may be the audit log's own documents)."""
         alerts: list[Event] = []
-        for ev in events:
-            meta = ev.get("event")
-            if not isinstance(meta, dict) or meta.get("kind") == "alert" or \
-                    meta.get("dataset") in SKIP_DATASETS:
-                continue
-            self.seen += 1
-            ts = event_time(ev)
-            eid = str(meta.get("id") or ev.get("http", {}).get("request", {}).get("id") or "")
-            try:
-                findings = self._sigma(ev, ts, eid)
-                view = View(ev)
-                dets = self._detectors_for.get(view.dataset)
-                if dets is None:
-                    dets = self._detectors_for[view.dataset] = [
-                        d for d in self.detectors if d.datasets is None or view.dataset in d.datasets]
-                for det in dets:
-                    found = det.observe(view, ts, eid)
-                    if found:
-                        findings.extend(found)
-            except Exception as exc:  # one bad event must not stop detection
-                self.errors += 1
-                log.warning("detection failed on an event", error=str(exc))
-                continue
-            for f in findings:
-                alert = self._raise(f, ts, ev.get("@timestamp"))
-                if alert is not None:
-                    alerts.append(alert)
+        skip = SKIP_DATASETS
+        candidates = self._ruleset.candidates
+        dets_for = self._detectors_for
+        seen = 0
+        try:
+            for ev in events:
+                meta = ev.get("event")
+                if not isinstance(meta, dict):
+                    continue
+                ds = meta.get("dataset")
+                if ds in skip or meta.get("kind") == "alert":
+                    continue
+                seen += 1
+                ts = event_time(ev)
+                eid = meta.get("id")
+                if not isinstance(eid, str) or not eid:
+                    eid = str(eid or ev.get("http", {}).get("request", {}).get("id") or "")
+                try:
+                    cands = candidates(ev)
+                    findings = self._matched(ev, cands, eid) if cands else []
+                    dets = dets_for.get(ds)
+                    if dets is None:
+                        dets = self._dets(ds)
+                    if dets:
+                        view = View(ev)
+                        for det in dets:
+                            found = det.observe(view, ts, eid)
+                            if found:
+                                findings.extend(found)
+                except Exception as exc:  # one bad event must not stop detection
+                    self.errors += 1
+                    log.warning("detection failed on an event", error=str(exc))
+                    continue
+                for f in findings:
+                    alert = self._raise(f, ts, ev.get("@timestamp"))
+                    if alert is not None:
+                        alerts.append(alert)
+        finally:
+            self.seen += seen
         return alerts
 
     def _raise(self, f: Finding, ts: float, ts_iso: Any) -> Event | None:
@@ -218,8 +240,26 @@ class DetectionEngine:
         return taken
 
 
+MAX_FED = 100_000  # events handed over by the audit writer and not yet processed
+GAP_PATIENCE = 30.0  # seconds to wait for the store to receive what the feed missed
+
+
+def _chain_seq(doc: Event) -> int | None:
+    z = doc.get("ztgw")
+    chain = z.get("chain") if isinstance(z, dict) else None
+    seq = chain.get("seq") if isinstance(chain, dict) else None
+    return seq if isinstance(seq, int) else None
+
+
 class DetectionService:
-    """Follows the embedded audit store and runs the engine, in one daemon thread."""
+    """Runs the engine over the audit trail, in one daemon thread.
+
+    Two ways in: :meth:`feed` is an audit-log listener (the writer thread hands over the
+    documents it has just chained, already parsed — no store read, no JSON decode); without
+    it (or for anything the feed missed) the follower reads the embedded store
+    (``AuditStore.after(seq)``).  Each document's chain sequence number keeps the two in step:
+    a gap in the feed (the hand-over queue was full, or the service started late) is filled
+    from the store before the feed is read on, so no event is skipped or seen twice."""
 
     def __init__(self, store_path: Path, engine: DetectionEngine, *,
                  poll_interval: float = 0.5, lock_path: Path | None = None) -> None:
@@ -231,10 +271,51 @@ class DetectionService:
         self.engine = engine
         self.poll_interval = poll_interval
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.seq = 0
         self.lag = 0
+        self.fed = False  # an audit log hands its documents over (:meth:`attach`)
+        self._inbox: list[list[Event]] = []
+        self._inbox_n = 0
+        self._inbox_lock = threading.Lock()
+        self.dropped = 0  # fed documents dropped (queue full): read back from the store
+        self.from_store = 0  # documents read from the store
+        self.skipped = 0  # sequence numbers never seen (the store did not receive them in time)
+        self._gap_since: float | None = None
 
+    # --- the live feed ----------------------------------------------------------------------
+    def attach(self, audit: Any) -> None:
+        """Listen to an :class:`ztgw.audit.log.AuditLog`: its writer thread calls
+        :meth:`feed` with each batch it has chained."""
+        add = getattr(audit, "add_listener", None)
+        if callable(add):
+            add(self.feed)
+        else:  # the constructor's listeners list (AuditLog has no add_listener yet)
+            audit._listeners.append(self.feed)
+        self.fed = True
+
+    def feed(self, docs: list[Event]) -> None:
+        """Audit-log listener: O(1), never blocks the writer; drops when the queue is full
+        (the follower then reads the missing sequence numbers from the store)."""
+        if not self.active or not docs:
+            return
+        with self._inbox_lock:
+            if self._inbox_n + len(docs) > MAX_FED:
+                self.dropped += len(docs)
+                return
+            self._inbox.append(docs)
+            self._inbox_n += len(docs)
+        self._wake.set()
+
+    def _take(self) -> list[Event]:
+        with self._inbox_lock:
+            batches, self._inbox, self._inbox_n = self._inbox, [], 0
+        if len(batches) == 1:
+            return batches[0]
+        return [d for b in batches for d in b]
+
+    # --- life cycle ---------------------------------------------------------------------------
     def start(self, from_start: bool = False) -> None:
         if self._thread is not None:
             return
@@ -261,6 +342,58 @@ class DetectionService:
             return False
         return True
 
+    def _from_store(self, store: AuditStore, below: int | None) -> int:
+        """Process stored documents after ``self.seq`` (those before ``below`` only); how many."""
+        try:
+            rows = store.after(self.seq, 2000)
+        except Exception as exc:  # the store may be busy; try again next round
+            log.warning("detection could not read the audit store", error=str(exc))
+            return 0
+        if below is not None:
+            rows = [r for r in rows if r[0] < below]
+        if rows:
+            self.seq = rows[-1][0]
+            self.from_store += len(rows)
+            self.engine.process(doc for _, doc in rows)
+        return len(rows)
+
+    def _drain(self, store: AuditStore, pending: list[Event]) -> list[Event]:
+        """Process fed documents in sequence order, filling gaps from the store; returns the
+        documents still waiting (their predecessors are not in the store yet)."""
+        run: list[Event] = []
+        i, n = 0, len(pending)
+        while i < n:
+            doc = pending[i]
+            s = _chain_seq(doc)
+            if s is None or s == self.seq + 1:
+                run.append(doc)
+                if s is not None:
+                    self.seq = s
+                i += 1
+            elif s <= self.seq:
+                i += 1  # already read from the store
+            else:  # a gap: what the feed missed comes from the store first
+                if run:
+                    self.engine.process(run)
+                    run = []
+                if self._from_store(store, s):
+                    self._gap_since = None
+                    continue
+                now = time.monotonic()
+                if self._gap_since is None:
+                    self._gap_since = now
+                if now - self._gap_since < GAP_PATIENCE and n - i < MAX_FED:
+                    break  # the store has not received them yet: keep the rest for later
+                # the store does not get them (no store sink, or far behind): go on without
+                log.warning("detection skipped audit events it never received",
+                            first=self.seq + 1, last=s - 1)
+                self.skipped += s - 1 - self.seq
+                self.seq = s - 1
+                self._gap_since = None
+        if run:
+            self.engine.process(run)
+        return pending[i:]
+
     def _run(self) -> None:
         waited = False
         while not self._take_lock():  # another process follows this home: stand by
@@ -272,29 +405,36 @@ class DetectionService:
             self.seq = store.last_seq()
         self.active = True
         book = self.engine.responses
+        pending: list[Event] = []
         try:
             while not self._stop.is_set():
-                try:
-                    batch = store.after(self.seq, 2000)
-                except Exception as exc:  # the store may be busy; try again next round
-                    log.warning("detection could not read the audit store", error=str(exc))
-                    batch = []
-                if batch:
-                    self.seq = batch[-1][0]
-                    self.engine.process(doc for _, doc in batch)
+                self._wake.clear()
+                busy = False
+                if self.fed:
+                    pending = pending + self._take() if pending else self._take()
+                    before = len(pending)
+                    pending = self._drain(store, pending)
+                    busy = len(pending) < before
+                    self.lag = len(pending)
+                else:
+                    busy = self._from_store(store, None) >= 2000
                 if book is not None:
                     try:
                         book.audit_undone()
                         book.audit_acks()
                     except Exception as exc:
                         log.warning("response book unavailable", error=str(exc))
-                if len(batch) < 2000:
-                    self._stop.wait(self.poll_interval)
+                if not busy:
+                    # fed: woken by the next batch; the poll interval bounds the wait for the
+                    # store (gaps) and for the response book (undo/ack from the CLI)
+                    (self._wake if self.fed else self._stop).wait(self.poll_interval)
         finally:
+            self.active = False
             store.close()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -310,6 +450,8 @@ class DetectionService:
         return {"seq": self.seq, "events": e.seen, "alerts": e.raised, "suppressed": e.suppressed,
                 "errors": e.errors, "rules": len(e.rules), "detectors": len(e.detectors),
                 "responses_enabled": e.settings.responses_enabled, "active": self.active,
+                "fed": self.fed, "dropped": self.dropped, "from_store": self.from_store,
+                "skipped": self.skipped,
                 "alive": self._thread is not None and self._thread.is_alive(), "at": time.time()}
 
 

@@ -368,17 +368,34 @@ def _checker(frags: list[str], flags: int) -> Callable[[str], bool]:
     return any_regex
 
 
-def _required(items: Any) -> frozenset[str] | None:
+_SPACE = "\0space"  # a whitespace class in a required set (gate mode only)
+# characters an ordinary data-API path is made of; a literal with any other ASCII character
+# is "special": text that contains it contains a character outside this set
+_ORDINARY = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-")
+_SPECIAL_CHAR = re.compile(r"[^a-zA-Z0-9/_\-]").search
+
+
+def _special(lit: str) -> bool:
+    """Whether ``lit`` contains an ASCII character outside :data:`_ORDINARY` (ASCII
+    punctuation has no case variants, so this survives case-insensitive matching)."""
+    return lit == _SPACE or any(c < "\x80" and c not in _ORDINARY for c in lit)
+
+
+def _required(items: Any, gate: bool = False) -> frozenset[str] | None:
     """Substrings one of which every match of the parsed sequence ``items`` contains (the
-    most selective such set), or None when none can be proven."""
+    most selective such set), or None when none can be proven.  In ``gate`` mode sets of
+    "special" substrings are preferred (and a whitespace class counts as one)."""
     from re import _constants as k
 
     best: frozenset[str] | None = None
     run = ""
 
+    def score(cand: frozenset[str]) -> tuple[bool, int]:
+        return (gate and all(map(_special, cand)), min(map(len, cand)))
+
     def consider(cand: frozenset[str] | None) -> None:
         nonlocal best
-        if cand and (best is None or min(map(len, cand)) > min(map(len, best))):
+        if cand and (best is None or score(cand) > score(best)):
             best = cand
 
     for op, av in [*list(items), (None, None)]:
@@ -389,23 +406,35 @@ def _required(items: Any) -> frozenset[str] | None:
             consider(frozenset({run}))
             run = ""
         if op is k.SUBPATTERN:
-            consider(_required(av[3]))
+            consider(_required(av[3], gate))
         elif op is k.BRANCH:
-            alts = [_required(a) for a in av[1]]
+            alts = [_required(a, gate) for a in av[1]]
             if all(a is not None for a in alts):
                 consider(frozenset().union(*alts))  # type: ignore[arg-type]
         elif op in (k.MAX_REPEAT, k.MIN_REPEAT) and av[0] >= 1:
-            consider(_required(av[2]))
+            consider(_required(av[2], gate))
+        elif op is k.IN and gate:
+            chars: set[str] = set()
+            for iop, iav in av:
+                if iop is k.LITERAL:
+                    chars.add(chr(iav))
+                elif iop is k.CATEGORY and iav is k.CATEGORY_SPACE:
+                    chars.add(_SPACE)
+                else:
+                    chars.clear()
+                    break
+            consider(frozenset(chars) or None)
     return best
 
 
-def required_literals(pattern: str, flags: int) -> frozenset[str] | None:
+def required_literals(pattern: str, flags: int, gate: bool = False) -> frozenset[str] | None:
     """A cheap gate for a regex: substrings (case-folded when the regex ignores case) one of
-    which any match must contain; None when it cannot be derived."""
+    which any match must contain; None when it cannot be derived.  ``gate=True`` prefers
+    sets of special substrings (see :class:`RuleSet`); a whitespace class is then ``\\0space``."""
     from re import _parser
 
     try:
-        need = _required(_parser.parse(pattern, flags).data)
+        need = _required(_parser.parse(pattern, flags).data, gate)
     except Exception:  # an unusual pattern: no gate, the regex always runs
         return None
     if need is None:
@@ -413,16 +442,53 @@ def required_literals(pattern: str, flags: int) -> frozenset[str] | None:
     return frozenset(n.casefold() for n in need) if flags & re.IGNORECASE else need
 
 
+MAX_GATE_WORDS = 12
+
+
+def _field_gate(groups: list[tuple[list[str], int]]) -> Callable[[str], bool] | None:
+    """One cheap necessary condition for every prefilter check of one field: the text has a
+    character outside ``[A-Za-z0-9/_-]`` (one C-level scan) or contains one of the few
+    required literals made only of such ordinary characters.  A benign data-API path
+    (``/api/population/persons/110101199003071234``) passes neither and costs ~1 µs.
+    None when no such gate exists (a regex without required literals, or too many words)."""
+    words: set[str] = set()
+    for frags, flags in groups:
+        for f in frags:
+            need = {f[4:]} if flags == -1 else required_literals(f, flags, gate=True)
+            if not need:
+                return None
+            words |= {w.casefold() for w in need if not _special(w)}
+    if len(words) > MAX_GATE_WORDS:
+        return None
+    special = _SPECIAL_CHAR
+    if not words:
+        return lambda text: special(text) is not None
+    ws = tuple(sorted(words))
+
+    def gate(text: str) -> bool:
+        if special(text) is not None:
+            return True
+        low = text.lower()  # only [A-Za-z0-9/_-] here: lower() is casefold()
+        for w in ws:  # noqa: SIM110 - a plain loop: no generator per event
+            if w in low:
+                return True
+        return False
+    return gate
+
+
+Check = Callable[[str], bool]
+
+
 class RuleSet:
-    """Rules indexed by dataset, with one combined prefilter regex per (field, flags): an
-    event no prefiltered rule can match costs a few regex searches, not every rule."""
+    """Rules indexed by dataset, with one combined prefilter per (field, flags) behind one
+    cheap gate per field (:func:`_field_gate`): an event no prefiltered rule can match
+    costs a character scan per field, not every rule."""
 
     def __init__(self, rules: list[CompiledRule]) -> None:
         self.rules = rules
         datasets = {r.dataset for r in rules if r.dataset is not None}
-        self._plans: dict[str | None, tuple[list[tuple[tuple[str, ...], Callable[[str], bool]]],
-                                            list[CompiledRule],
-                                            list[CompiledRule]]] = {}
+        self._plans: dict[str | None, tuple[list[tuple[tuple[str, ...], Check | None, list[Check]]],
+                                            list[CompiledRule], list[CompiledRule]]] = {}
         for ds in [*datasets, None]:
             mine = [r for r in rules if r.dataset in (ds, None)]
             pre = [r for r in mine if r.prefilter]
@@ -431,10 +497,14 @@ class RuleSet:
             for r in pre:
                 for fname, frag, flags in r.prefilter or ():
                     groups.setdefault((fname, flags), []).append(frag)
-            checks: list[tuple[tuple[str, ...], Callable[[str], bool]]] = []
+            per_field: dict[str, list[tuple[list[str], int]]] = {}
+            for (fname, flags), frags in groups.items():
+                per_field.setdefault(fname, []).append((frags, flags))
+            checks: list[tuple[tuple[str, ...], Check | None, list[Check]]] = []
             try:
-                for (fname, flags), frags in groups.items():
-                    checks.append((tuple(fname.split(".")), _memoised(_checker(frags, flags))))
+                for fname, fgroups in per_field.items():
+                    checks.append((tuple(fname.split(".")), _field_gate(fgroups),
+                                   [_memoised(_checker(frags, flags)) for frags, flags in fgroups]))
             except re.error:  # a fragment that cannot be compiled: no prefilter for this dataset
                 checks, always, pre = [], mine, []
             self._plans[ds] = (checks, pre, always)
@@ -445,7 +515,7 @@ class RuleSet:
         ds = meta.get("dataset") if isinstance(meta, dict) else None
         plan = self._plans.get(ds) or self._plans[None]
         checks, pre, always = plan
-        for parts, search in checks:
+        for parts, gate, searches in checks:
             v: Any = ev
             for p in parts:
                 v = v.get(p) if isinstance(v, dict) else None
@@ -453,11 +523,13 @@ class RuleSet:
                     break
             if v is None:
                 continue
-            if isinstance(v, list):
-                if any(search(str(x)) for x in v):
-                    return pre + always
-            elif search(str(v)):
-                return pre + always
+            for x in (v if isinstance(v, list) else (v,)):
+                text = x if isinstance(x, str) else str(x)
+                if gate is not None and not gate(text):
+                    continue
+                for search in searches:
+                    if search(text):
+                        return pre + always
         return always
 
 

@@ -119,29 +119,25 @@ class View:
 
 class Window:
     """One key's events in the window, with a running tally of their values (so distinct
-    counts and sums cost O(1) per event instead of a pass over the window)."""
+    counts cost O(1) per event instead of a pass over the window)."""
 
-    __slots__ = ("q", "sum_a", "sum_b", "tally")
+    __slots__ = ("q", "tally")
 
     def __init__(self) -> None:
         self.q: deque[tuple[float, str, Any]] = deque()
         self.tally: dict[Any, int] = {}
-        self.sum_a = 0
-        self.sum_b = 0
 
     def __len__(self) -> int:
         return len(self.q)
 
     def _drop(self) -> None:
         _, _, v = self.q.popleft()
-        if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], int) and isinstance(v[1], int):
-            self.sum_a -= v[0]
-            self.sum_b -= v[1]
-        n = self.tally.get(v, 0) - 1
-        if n <= 0:
-            self.tally.pop(v, None)
+        tally = self.tally
+        n = tally[v] - 1
+        if n:
+            tally[v] = n
         else:
-            self.tally[v] = n
+            del tally[v]
 
     def ids(self) -> tuple[str, ...]:
         q = self.q
@@ -149,6 +145,72 @@ class Window:
 
     def values(self) -> list[Any]:
         return [v for _, _, v in self.q]
+
+
+class SumWindow:
+    """One key's events in the window with running sums of two counts (records, bytes)."""
+
+    __slots__ = ("q", "sum_a", "sum_b")
+
+    def __init__(self) -> None:
+        self.q: deque[tuple[float, str, int, int]] = deque()
+        self.sum_a = 0
+        self.sum_b = 0
+
+    def __len__(self) -> int:
+        return len(self.q)
+
+    def ids(self) -> tuple[str, ...]:
+        q = self.q
+        return tuple(q[i][1] for i in range(max(0, len(q) - MAX_EVIDENCE), len(q)))
+
+
+class Distinct:
+    """One key's distinct values seen in the window (value → last time, oldest first) and
+    its newest event ids: a distinct count costs O(1) per event, no per-event queue."""
+
+    __slots__ = ("recent", "tally")
+
+    def __init__(self) -> None:
+        self.tally: OrderedDict[Any, float] = OrderedDict()  # named like Window's for callers
+        self.recent: deque[tuple[float, str]] = deque(maxlen=MAX_EVIDENCE)
+
+    def __len__(self) -> int:
+        return len(self.tally)
+
+    def ids(self) -> tuple[str, ...]:
+        return tuple(e for _, e in self.recent)
+
+
+class DistinctWindows:
+    """Per-key distinct values within a sliding window (keys and values bounded)."""
+
+    def __init__(self, span: float, max_values: int = 10_000) -> None:
+        self.span = span
+        self.max_values = max_values
+        self._keys: OrderedDict[str, Distinct] = OrderedDict()
+
+    def add(self, key: str, ts: float, eid: str, value: Any) -> Distinct:
+        keys = self._keys
+        w = keys.get(key)
+        if w is None:
+            w = keys[key] = Distinct()
+            if len(keys) > MAX_KEYS:
+                keys.popitem(last=False)
+        else:
+            keys.move_to_end(key)
+        seen = w.tally
+        last = seen.get(value)
+        if last is None or ts >= last:
+            seen[value] = ts
+            seen.move_to_end(value)
+        w.recent.append((ts, eid))
+        limit = ts - self.span
+        while seen[next(iter(seen))] < limit:  # never empties: `value` is inside the window
+            seen.popitem(last=False)
+        if len(seen) > self.max_values:
+            seen.popitem(last=False)
+        return w
 
 
 class Windows:
@@ -159,22 +221,20 @@ class Windows:
         self._keys: OrderedDict[str, Window] = OrderedDict()
 
     def add(self, key: str, ts: float, eid: str, value: Any = None) -> Window:
-        w = self._keys.get(key)
+        keys = self._keys
+        w = keys.get(key)
         if w is None:
-            w = self._keys[key] = Window()
-            if len(self._keys) > MAX_KEYS:
-                self._keys.popitem(last=False)
+            w = keys[key] = Window()
+            if len(keys) > MAX_KEYS:
+                keys.popitem(last=False)
         else:
-            self._keys.move_to_end(key)
-        w.q.append((ts, eid, value))
-        w.tally[value] = w.tally.get(value, 0) + 1
-        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int) \
-                and isinstance(value[1], int):
-            w.sum_a += value[0]
-            w.sum_b += value[1]
-        limit = ts - self.span
+            keys.move_to_end(key)
         q = w.q
-        while q and q[0][0] < limit:
+        q.append((ts, eid, value))
+        tally = w.tally
+        tally[value] = tally.get(value, 0) + 1
+        limit = ts - self.span
+        while q[0][0] < limit:  # never empties: the event just added is inside the window
             w._drop()
         if len(q) > 10_000:  # bounded even inside the window
             w._drop()
@@ -184,7 +244,35 @@ class Windows:
         self._keys.pop(key, None)
 
 
-def _ids(w: Window) -> tuple[str, ...]:
+class SumWindows:
+    """Per-key sliding sums (records and bytes) with a bound on the number of keys."""
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self._keys: OrderedDict[str, SumWindow] = OrderedDict()
+
+    def add(self, key: str, ts: float, eid: str, a: int, b: int) -> SumWindow:
+        keys = self._keys
+        w = keys.get(key)
+        if w is None:
+            w = keys[key] = SumWindow()
+            if len(keys) > MAX_KEYS:
+                keys.popitem(last=False)
+        else:
+            keys.move_to_end(key)
+        q = w.q
+        q.append((ts, eid, a, b))
+        w.sum_a += a
+        w.sum_b += b
+        limit = ts - self.span
+        while q[0][0] < limit or len(q) > 10_000:
+            _, _, da, db = q.popleft()
+            w.sum_a -= da
+            w.sum_b -= db
+        return w
+
+
+def _ids(w: Window | SumWindow | Distinct) -> tuple[str, ...]:
     return w.ids()
 
 
@@ -234,7 +322,7 @@ class Spraying(Detector):
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
-        self.w = Windows(t.spray_window)
+        self.w = DistinctWindows(t.spray_window)
 
     def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         if v.action != "login-failed":
@@ -293,8 +381,8 @@ class TokenReplay(Detector):
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
-        self.w = Windows(t.replay_window)  # addresses per token/principal
-        self.agents = Windows(t.replay_window)  # user agents per token
+        self.w = DistinctWindows(t.replay_window)  # addresses per token/principal
+        self.agents = DistinctWindows(t.replay_window)  # user agents per token
 
     def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         if v.dataset != "ztgw.access":
@@ -328,7 +416,7 @@ class Enumeration(Detector):
     def __init__(self, t: Thresholds) -> None:
         self.t = t
         self.denials = Windows(t.enum_window)
-        self.ids = Windows(t.enum_sequential_window)
+        self.ids = DistinctWindows(t.enum_sequential_window)
 
     def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
         if v.dataset != "ztgw.access":
@@ -385,7 +473,7 @@ class Exfiltration(Detector):
 
     def __init__(self, t: Thresholds) -> None:
         self.t = t
-        self.w = Windows(t.exfil_window)
+        self.w = SumWindows(t.exfil_window)
         self.baseline: dict[str, float] = {}
 
     def observe(self, v: View, ts: float, eid: str) -> list[Finding] | None:
@@ -398,8 +486,8 @@ class Exfiltration(Detector):
         who = v.user or v.client
         if not who:
             return None
-        q = self.w.add(who, ts, eid, (records if isinstance(records, int) else 0,
-                                      size if isinstance(size, int) else 0))
+        q = self.w.add(who, ts, eid, records if isinstance(records, int) else 0,
+                       size if isinstance(size, int) else 0)
         total, nbytes = q.sum_a, q.sum_b
         base = self.baseline.get(who, 0.0)
         # exponentially weighted per-window baseline, learnt from quiet windows only

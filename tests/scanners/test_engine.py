@@ -210,3 +210,55 @@ def test_one_follower_per_home_and_acks_audited(tmp_path: Path) -> None:
     conn.close()
     assert book.audit_acks() == 1 and book.audit_acks() == 0
     assert emitted[0]["event"]["action"] == "alert-acknowledged" and emitted[0]["user"]["name"] == "blue"
+
+
+def test_service_fed_by_the_audit_log_fills_gaps_from_the_store_once(tmp_path: Path) -> None:
+    """The audit writer hands its parsed documents to the service (no store re-read); what
+    the feed never saw (here: written before the service started) comes from the store, in
+    sequence order, and no event is processed twice."""
+    from ztgw.audit.config import AuditSettings
+    from ztgw.audit.log import AuditLog
+    from ztgw.audit.store import AuditStore
+    from ztgw.scanners.engine import DetectionService
+
+    home = tmp_path / "home"
+    db = home / "audit" / "audit.db"
+    db.parent.mkdir(parents=True)
+    log = AuditLog(AuditStore(db), config=AuditSettings(db_path=db, fsync="never", batch_delay=0.01))
+    log.start()
+    svc: DetectionService | None = None
+    try:
+        now = time.time()
+        for i in range(3):  # before the service: only in the store
+            log.emit(login_failed("alice", "10.9.9.9", now + i))
+        assert log.flush()
+        reader = AuditStore(db)
+        deadline = time.monotonic() + 10
+        while reader.last_seq() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        eng = DetectionEngine(settings=DetectionSettings(dedup_window=300), emit=log.emit)
+        svc = DetectionService(db, eng, poll_interval=0.05)
+        svc.attach(log)
+        svc.start(from_start=True)
+        while not svc.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for i in range(3, 6):  # live: through the feed
+            log.emit(login_failed("alice", "10.9.9.9", now + i))
+        assert log.flush()
+        while (eng.seen < 6 or eng.raised < 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert eng.seen == 6 and eng.raised == 1  # six events, each once; one brute-force alert
+        status = svc.status()
+        assert status["fed"] and status["from_store"] >= 3 and status["skipped"] == 0
+        # the alert went back into the trail, and the service did not re-read it as an event
+        while not any(d["event"]["dataset"] == "ztgw.alert" for _, d in reader.after(0, 100)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        alerts = [d for _, d in reader.after(0, 100) if d["event"]["dataset"] == "ztgw.alert"]
+        assert [a["rule"]["id"] for a in alerts] == ["ztgw-brute-force"]
+        assert eng.seen == 6
+        reader.close()
+    finally:
+        if svc is not None:
+            svc.stop()
+        log.close()
