@@ -14,6 +14,7 @@ embedded store, a JSON-lines file and/or Elasticsearch.  The writer also signs c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import threading
@@ -42,6 +43,50 @@ GC_EVERY = 1.0  # seconds between spool clean-ups
 MAX_EVENT_BYTES = 256 * 1024  # an event is a record of a decision, not a payload
 
 Listener = Callable[[list[dict[str, Any]]], None]
+
+
+class LoopWaiter:
+    """An asyncio future settled from the writer thread.  The writer wakes each event loop
+    once per batch (one ``call_soon_threadsafe`` — one self-pipe write — for all of that
+    loop's waiters) rather than once per event, as ``asyncio.wrap_future`` would."""
+
+    __slots__ = ("fut", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.fut: asyncio.Future[None] = loop.create_future()
+
+    def done(self) -> bool:
+        return False  # settled on its loop; the writer settles each waiter exactly once
+
+
+Waiter = Future[None] | LoopWaiter
+
+
+def _settle_on_loop(items: list[tuple[LoopWaiter, BaseException | None]]) -> None:
+    for waiter, exc in items:
+        fut = waiter.fut
+        if fut.done():
+            continue
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
+
+
+def _deliver(results: list[tuple[Waiter, BaseException | None]]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[LoopWaiter, BaseException | None]]] = {}
+    for waiter, exc in results:
+        if isinstance(waiter, LoopWaiter):
+            by_loop.setdefault(waiter.loop, []).append((waiter, exc))
+        elif not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle_on_loop, items)
 log = structlog.get_logger("ztgw.audit")
 
 
@@ -65,7 +110,7 @@ class AuditLog:
                  extra_sinks: list[Sink] | None = None) -> None:
         self.store = store
         self.config = config or AuditSettings(db_path=store.path)
-        self._queue: queue.Queue[tuple[dict[str, Any], Future[None] | None] | None] = (
+        self._queue: queue.Queue[tuple[dict[str, Any], Waiter | None] | None] = (
             queue.Queue(MAX_QUEUE))
         self._listeners = list(listeners or [])
         self._extra_sinks = list(extra_sinks or [])
@@ -179,6 +224,20 @@ class AuditLog:
 
     # --- the contract with the data plane ---------------------------------------------------
     def emit(self, event: dict[str, Any]) -> Future[None]:
+        self._check(event)
+        fut: Future[None] = Future()
+        self._enqueue(event, fut)
+        return fut
+
+    def emit_async(self, event: dict[str, Any], *, wait: bool = True) -> asyncio.Future[None] | None:
+        """:meth:`emit` for a caller on an event loop: returns an asyncio future (or, with
+        ``wait=False``, nothing — the event is queued and the caller does not wait)."""
+        self._check(event)
+        waiter = LoopWaiter(asyncio.get_running_loop()) if wait else None
+        self._enqueue(event, waiter)
+        return waiter.fut if waiter is not None else None
+
+    def _check(self, event: dict[str, Any]) -> None:
         if not self.healthy:
             if self._spool_bytes >= self.config.spool_quota_bytes:
                 raise AuditUnavailable("the audit spool is full")
@@ -187,12 +246,12 @@ class AuditLog:
         if not isinstance(ev, dict) or not isinstance(event.get("@timestamp"), str):
             raise InvalidEvent("an audit event needs an `event` object and an `@timestamp` string")
         ev.setdefault("id", new_event_id())
-        fut: Future[None] = Future()
+
+    def _enqueue(self, event: dict[str, Any], waiter: Waiter | None) -> None:
         try:
-            self._queue.put_nowait((event, fut))
+            self._queue.put_nowait((event, waiter))
         except queue.Full as exc:
             raise AuditUnavailable("the audit queue is full") from exc
-        return fut
 
     # --- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -206,7 +265,7 @@ class AuditLog:
                 item = self._queue.get(timeout=wait)
             except queue.Empty:
                 item = ()  # type: ignore[assignment]
-            batch: list[tuple[dict[str, Any], Future[None] | None]] = []
+            batch: list[tuple[dict[str, Any], Waiter | None]] = []
             if item is None:
                 stop = True
             elif item:
@@ -244,14 +303,18 @@ class AuditLog:
                 self._collect()
                 last_gc = now
 
-    def _write(self, batch: list[tuple[dict[str, Any], Future[None] | None]]) -> bool:
+    def _write(self, batch: list[tuple[dict[str, Any], Waiter | None]]) -> bool:
         assert self.spool is not None
         seq, prev = self._seq, self._prev
         lines: list[bytes] = []
         leaves: list[bytes] = []
         docs: list[dict[str, Any]] = []
+        results: list[tuple[Waiter, BaseException | None]] = []  # settled whatever happens
+        ok: list[Waiter] = []  # settled by the outcome of the spool write
         for doc, fut in batch:
             if doc is _NOOP:
+                if fut is not None:
+                    ok.append(fut)
                 continue
             try:
                 doc.setdefault("ztgw", {})
@@ -266,9 +329,11 @@ class AuditLog:
                 line = orjson.dumps(doc) + b"\n"
             except (TypeError, KeyError, orjson.JSONEncodeError) as exc:
                 if fut is not None:
-                    fut.set_exception(InvalidEvent(f"the event cannot be serialised: {exc}"))
+                    results.append((fut, InvalidEvent(f"the event cannot be serialised: {exc}")))
                 continue
             seq, prev = seq + 1, value
+            if fut is not None:
+                ok.append(fut)
             lines.append(line)
             leaves.append(value)
             docs.append(doc)
@@ -279,9 +344,8 @@ class AuditLog:
         except BaseException as exc:  # the trail is broken: fail every waiter, stop accepting
             self._failed = exc
             log.error("audit spool write failed; refusing further events", error=str(exc))
-            for _, fut in batch:
-                if fut is not None and not fut.done():
-                    fut.set_exception(AuditUnavailable(f"audit spool write failed: {exc}"))
+            failed = AuditUnavailable(f"audit spool write failed: {exc}")
+            _deliver(results + [(w, failed) for w in ok])
             return False
         self._seq, self._prev = seq, prev
         self._leaves.extend(leaves)
@@ -290,9 +354,7 @@ class AuditLog:
         self._pending_real += sum(real)
         self.written += len(docs)
         self._spool_bytes = self.spool.size
-        for _, fut in batch:
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+        _deliver(results + [(w, None) for w in ok])
         for shipper in self.shippers:
             shipper.wake.set()
         for listener in self._listeners:

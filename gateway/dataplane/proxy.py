@@ -161,10 +161,11 @@ class DataPlane:
             await self._fail(GatewayError("internal error"), ex, send)
             raise
         try:
-            waiter = self._audit(ex, status, "success" if status < 400 else "failure", None)
-            if durable:
+            waiter = self._audit(ex, status, "success" if status < 400 else "failure", None,
+                                 wait=durable)
+            if waiter is not None:
                 # 重要/核心 data: the event is on disk before a byte of data leaves
-                await asyncio.wrap_future(waiter)
+                await waiter
         except AuditUnavailable:
             await self._send(send, 503, [], error_body(
                 "audit_unavailable", "the audit trail is unavailable; access refused",
@@ -405,7 +406,7 @@ class DataPlane:
 
     # --- output --------------------------------------------------------------------------
     def _audit(self, ex: Exchange, status: int, outcome: str,
-               error: dict[str, str] | None) -> Any:
+               error: dict[str, str] | None, *, wait: bool = False) -> Any:
         subject = None
         if ex.subject is not None:
             s = ex.subject
@@ -444,7 +445,7 @@ class DataPlane:
                 "classification": ex.route.dataset.classification.label,
             }
         self.metrics.audit_events.labels("ztgw.access").inc()
-        return self.audit.emit(event)
+        return self.audit.emit_async(event, wait=wait)
 
     async def _fail(self, err: GatewayError, ex: Exchange, send: Send) -> None:
         # the answer is already a refusal, so a full audit queue cannot serve data unaudited
