@@ -29,10 +29,12 @@ import csv
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
 
+from .columns import column, store
 from .detectors import DETECTOR_IDS, classify, find_all
 from .keys import ProtectionKeys
 from .strategies import (
@@ -208,26 +210,23 @@ class MaskPlan:
         if loop is not None:
             touched.update(label for label, hit in zip(inlined, loop(dicts), strict=True) if hit)
         for name, masker in others:
-            have = [r for r in dicts if name in r]
+            have, values, _ = column(dicts, name)
             if have:
-                for r, v in zip(have, column_of(masker)([r[name] for r in have]), strict=True):
-                    r[name] = v
+                store(have, name, column_of(masker)(values))
                 touched.add(name)
         for label, parts, masker in self.paths:
             if label in inlined_paths:
                 continue
             if len(parts) == 1 and parts[0] != "*":
                 name = parts[0]
-                have = [r for r in dicts if name in r]
+                have, values, kinds = column(dicts, name)
                 if not have:
                     continue
-                values = [r[name] for r in have]
-                if list in set(map(type, values)):  # a list is masked element by element
+                if list in kinds:  # a list is masked element by element
                     out = [[masker(x) for x in v] if type(v) is list else masker(v) for v in values]
                 else:
                     out = column_of(masker)(values)
-                for r, v in zip(have, out, strict=True):
-                    r[name] = v
+                store(have, name, out)
                 touched.add(label)
             else:
                 hit = False
@@ -236,14 +235,48 @@ class MaskPlan:
                 if hit:
                     touched.add(label)
         if self.types:
-            by_type = self._by_type
-            for rec in dicts:
-                for key in list(rec):
+            self._types_by_column(dicts, touched)
+        return len(dicts), touched
+
+    def _types_by_column(self, dicts: list[dict[str, Any]], touched: set[str]) -> None:
+        """Detector masking column by column: each *distinct* string of a column is judged
+        once per batch (categories, dates and districts repeat on every page), then only
+        the cells that change are written. Containers go value by value (:meth:`_by_type`)."""
+        text, by_type = self.text, self._by_type
+        for key in dict.fromkeys(chain.from_iterable(dicts)):
+            have, values, kinds = column(dicts, key)
+            if not kinds <= _HASHABLE_SCALARS:
+                hit_any = False
+                for rec in have:
                     new, hit = by_type(rec[key], 0)
                     if hit:
-                        rec[key] = new
-                        touched.add(key)
-        return len(dicts), touched
+                        rec[key], hit_any = new, True
+                if hit_any:
+                    touched.add(key)
+                continue
+            changed: dict[str, Any] = {}
+            if str in kinds:
+                uniq = set(values) if len(kinds) == 1 else {v for v in values if v.__class__ is str}
+                for v in uniq.difference(self._clean):
+                    new, hit = text(v)
+                    if hit:
+                        changed[v] = new
+            if changed and len(kinds) == 1 and len(changed) == len(uniq):  # every value is masked
+                store(have, key, list(map(changed.__getitem__, values)))
+                hit_any = True
+            else:
+                idx = ([j for j, v in enumerate(values) if v.__class__ is str and v in changed]
+                       if changed else [])
+                store([have[j] for j in idx], key, [changed[values[j]] for j in idx])
+                hit_any = bool(idx)
+            if int in kinds:  # long digit runs stored as numbers (ID numbers, cards, phones)
+                for j, v in enumerate(values):
+                    if v.__class__ is int and v >= _BIG_INT:
+                        new, hit = by_type(v, 0)
+                        if hit:
+                            have[j][key], hit_any = new, True
+            if hit_any:
+                touched.add(key)
 
     def json_body(self, body: bytes) -> tuple[bytes, int, set[str]]:
         """Mask a JSON list page ``{"items": [...]}``, a bare list or a single record."""
@@ -308,6 +341,8 @@ class MaskPlan:
 
 
 _MISSING = object()
+_HASHABLE_SCALARS = frozenset({str, int, float, bool, type(None)})
+_BIG_INT = 10**10  # integers below this cannot be any identifier
 _FAST = 256  # strings shorter than this are masked by slicing inside the loop
 
 

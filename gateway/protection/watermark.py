@@ -41,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from .columns import column, store
 from .detectors import is_cn_name, is_valid_cn_plate
 from .masking import records_of
 
@@ -416,9 +417,7 @@ class WatermarkPlan:
         rest = [r for r in recs[i:] if type(r) is dict]
         n = 0
         for k in self._keys:
-            have = [r for r in rest if k in r]
-            values = [r[k] for r in have]
-            kinds = set(map(type, values))
+            have, values, kinds = column(rest, k)
             if kinds <= _FLAT_CARRIERS:  # the common case: strings / floats / nulls, batch-wise
                 # each distinct value is marked once (the batch is already in memory, so is
                 # this table of its distinct values), then written back
@@ -428,13 +427,11 @@ class WatermarkPlan:
                 changed = {v: h[0] for v, h in table.items() if h[1]}
                 bits = {v: h[1] for v, h in table.items() if h[1]}
                 if len(changed) == len(table):
-                    for rec, new in zip(have, map(changed.__getitem__, values), strict=True):
-                        rec[k] = new
+                    store(have, k, list(map(changed.__getitem__, values)))
                     n += sum(map(bits.__getitem__, values))
                 elif changed:  # only some values carry (a category column): visit those
                     idx = [j for j, v in enumerate(values) if v in changed]
-                    for j in idx:
-                        have[j][k] = changed[values[j]]
+                    store([have[j] for j in idx], k, [changed[values[j]] for j in idx])
                     n += sum(bits[values[j]] for j in idx)
                 continue
             for rec in have:

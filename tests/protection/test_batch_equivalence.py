@@ -29,9 +29,12 @@ ADDRESSES = ["广东省广州市天河区中山路12号3栋501室", "北京市�
 TEXT = st.one_of(
     st.text(max_size=300), st.sampled_from(ADDRESSES),
     st.builds(lambda a, b: a + b, st.sampled_from(ADDRESSES), st.text(max_size=12)),
-    st.sampled_from(["11010519491231002X", "13800138000", "1990-05-17", "2001/1/3", "6217009486897985095"]),
+    st.sampled_from(["11010519491231002X", "13800138000", "1990-05-17", "2001/1/3", "6217009486897985095",
+                     "张伟", "联系人：张伟 13800138000", "身份证11010519491231002X"]),
 )
 VALUE = st.one_of(TEXT, st.none(), st.booleans(), st.integers(-10**12, 10**12),
+                  st.sampled_from([13800138000, 6217009486897985095, 10**10, 1.0e10]),
+                  st.dictionaries(st.sampled_from(["x", "y"]), TEXT, max_size=2),
                   st.floats(-1e9, 1e9, allow_nan=False), st.lists(TEXT, max_size=3))
 KEYS_ = ["a", "b", "c"]
 RECORD = st.dictionaries(st.sampled_from(KEYS_), VALUE, max_size=3)
@@ -41,19 +44,22 @@ RECORD = st.dictionaries(st.sampled_from(KEYS_), VALUE, max_size=3)
 @given(recs=st.lists(st.one_of(RECORD, st.integers()), max_size=12),
        fields=st.dictionaries(st.sampled_from(KEYS_), st.sampled_from(SPECS), max_size=3),
        paths=st.dictionaries(st.sampled_from([*KEYS_, "*", "a.b", "$.c"]), st.sampled_from(SPECS),
-                             max_size=3))
+                             max_size=3),
+       detectors=st.dictionaries(st.sampled_from(["cn_id_number", "cn_mobile", "cn_address", "cn_name",
+                                                  "bank_card"]), st.sampled_from(SPECS), max_size=3))
 def test_records_equals_record_by_record(recs: list[Any], fields: dict[str, Any],
-                                         paths: dict[str, Any]) -> None:
-    if not fields and not paths:
+                                         paths: dict[str, Any], detectors: dict[str, Any]) -> None:
+    if not fields and not paths and not detectors:
         fields = {"a": {"strategy": "redact"}}
-    plan = MaskPlan.from_obligation({"fields": fields, "paths": paths}, keys=KEYS)
+    params = {"fields": fields, "paths": paths, "detectors": detectors}
+    plan = MaskPlan.from_obligation(params, keys=KEYS)
     one_by_one = copy.deepcopy(recs)
     touched: set[str] = set()
     for r in one_by_one:
         if type(r) is dict:
             touched |= plan.record(r)
     batch = copy.deepcopy(recs)
-    n, batch_touched = MaskPlan.from_obligation({"fields": fields, "paths": paths}, keys=KEYS).records(batch)
+    n, batch_touched = MaskPlan.from_obligation(params, keys=KEYS).records(batch)
     assert batch == one_by_one
     assert batch_touched == touched
     assert n == sum(type(r) is dict for r in recs)
