@@ -113,6 +113,11 @@ class Gateway:
         from ztgw.scanners.response import Blocklist
 
         self.detection, self.responses = build_service(settings, self._emit)
+        self.detection.attach(self.audit)  # the writer hands its parsed documents over (no re-read)
+        from .pii_sampler import from_settings as pii_sampler_from_settings
+
+        # issue 10: the data plane offers upstream answers (before masking); findings only
+        self.pii_sampler = pii_sampler_from_settings(settings)
         self.blocklist = Blocklist(self.responses)
         self.oauth = ZtgwAuthorizationServer(
             self.directory, self.hasher, self.issuer, store=self.oauth_store,
@@ -319,6 +324,7 @@ class Gateway:
                     self.audit.start()
                     if self.settings.detect_enabled:
                         self.detection.start()
+                    self.pii_sampler.start()
                     await self.policy_runtime.start(self._emit)
                     if self.changes is not None:
                         self.changes.start()
@@ -335,6 +341,7 @@ class Gateway:
                     self.changes.close()
                 await self.data_plane.stop()
                 self.detection.stop()
+                self.pii_sampler.stop()
                 self.audit.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     detect_allowlist_ips: list[str] = Field(default_factory=list, description="never blocked automatically")
     scan_allowed_hosts: list[str] = Field(
         default_factory=list, description="hosts besides loopback that scans and drills may target")
+    pii_sample_rate: float = Field(0.05, ge=0, le=1, description="share of upstream answers sampled "
+                                   "for personal data (ztgw scan pii --sampled); 0 switches it off")
+    pii_sample_interval: float = Field(1.0, ge=0, le=3600, description="at most one sample per dataset "
+                                       "per this many seconds")
+    pii_sample_max_kb: int = Field(64, ge=1, le=4096, description="KiB of each sampled answer scanned")
     # --- scale-out (issue 11; gateway/state/, gateway/migrations/) --------------------------
     redis_url: SecretStr | None = Field(
         None, description="redis://… : rate limits, daily quotas and change notices shared by replicas "
