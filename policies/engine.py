@@ -163,6 +163,13 @@ class CompiledPolicy:
         self._keys: dict[tuple[Any, ...], frozenset[str]] = {}
         self._candidates: dict[tuple[Any, ...], tuple[CompiledRule, ...]] = {}
         self._plans: dict[tuple[Any, ...], tuple[tuple[CompiledRule, ...], Decision]] = {}
+        # rules whose per-request obligations are only grant/consent: their resolved decision
+        # depends on nothing but the (hashable) scopes, so it is memoised on them
+        self._entitlement_only = frozenset(
+            c.index for c in self.rules
+            if c.templated and all(o.type in (GRANT, CONSENT) for o in c.rule.obligations
+                                   if is_template(o)))
+        self._resolved: dict[tuple[Any, ...], Decision] = {}
         self._defaults: dict[tuple[str, str], Decision] = {}
         self._allow_decisions: dict[tuple[int, ...], Decision] = {}
         self._deny_decisions = {
@@ -352,6 +359,24 @@ class CompiledPolicy:
         return True
 
     def _allow_resolved(self, allows: list[CompiledRule], subject: Subject, resource: Resource,
+                        env: Environment) -> Decision:
+        key: tuple[Any, ...] | None = None
+        if all(not c.templated or c.index in self._entitlement_only for c in allows):
+            attrs = subject.attributes
+            key = (tuple([c.index for c in allows]), attrs.get(GRANT_ATTRIBUTE),
+                   attrs.get(CONSENT_ATTRIBUTE))
+            found = self._resolved.get(key)
+            if found is not None:
+                return found
+        decision = self._resolve_allows(allows, subject, resource, env)
+        if key is not None:
+            with self._lock:
+                if len(self._resolved) >= MAX_CACHE:
+                    self._resolved.clear()
+                self._resolved[key] = decision
+        return decision
+
+    def _resolve_allows(self, allows: list[CompiledRule], subject: Subject, resource: Resource,
                         env: Environment) -> Decision:
         obs: list[Obligation] = []
         for c in allows:

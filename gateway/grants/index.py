@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -39,11 +39,18 @@ class _ConsentEntry:
     expires_at: int
 
 
+def _scope(g: Grant) -> GrantScope:
+    return GrantScope(grant_id=g.id, fields=g.fields, row_field=g.row_field,
+                      row_values=g.row_values, rows_per_day=g.rows_per_day,
+                      rows_per_request=g.rows_per_request)
+
+
 class EntitlementIndex:
     def __init__(self, store: GrantStore, poll_seconds: float = POLL_SECONDS) -> None:
         self.store = store
         self.poll_seconds = poll_seconds
-        self._grants: dict[tuple[str, str], tuple[Grant, ...]] = {}
+        # (grantee, dataset) → newest first: (grant, its scope built once at load)
+        self._grants: dict[tuple[str, str], tuple[tuple[Grant, GrantScope], ...]] = {}
         self._consents: dict[tuple[str, str], tuple[_ConsentEntry, ...]] = {}
         self._seen = -1
         self._lock = threading.Lock()
@@ -66,8 +73,10 @@ class EntitlementIndex:
                 consents.setdefault((c.client_id, c.dataset), []).append(
                     _ConsentEntry(c.id, c.subject_key, c.not_before, c.expires_at))
             # newest grant first: one grant decides a request (see docs/grants.md)
-            self._grants = {k: tuple(sorted(v, key=lambda g: (g.created_at, g.id), reverse=True))
-                            for k, v in grants.items()}
+            self._grants = {
+                k: tuple((g, _scope(g)) for g in sorted(v, key=lambda g: (g.created_at, g.id),
+                                                         reverse=True))
+                for k, v in grants.items()}
             self._consents = {k: tuple(v) for k, v in consents.items()}
             self._seen = counter
 
@@ -98,25 +107,38 @@ class EntitlementIndex:
 
     # --- the hot path --------------------------------------------------------------------
     def apply(self, subject: Subject, dataset: Dataset) -> Subject:
-        grants = self._grants.get((subject.id, dataset.dataset))
-        consents = self._consents.get((subject.client_id, dataset.dataset))
+        name = dataset.dataset
+        grants = self._grants.get((subject.id, name)) if self._grants else None
+        consents = self._consents.get((subject.client_id, name)) if self._consents else None
         attrs = subject.attributes
-        if grants is None and consents is None and not any(k in attrs for k in RESERVED):
-            return subject
+        if grants is None and consents is None:
+            if GRANT_ATTRIBUTE not in attrs and CONSENT_ATTRIBUTE not in attrs:
+                return subject  # the common case: two dict look-ups
+            return self._with(subject, None, None)
         t = time.time()
-        out: dict[str, Any] = {k: v for k, v in attrs.items() if k not in RESERVED}
-        for g in grants or ():
+        scope = None
+        for g, built in grants or ():
             if g.active_at(t):
-                out[GRANT_ATTRIBUTE] = GrantScope(
-                    grant_id=g.id, fields=g.fields, row_field=g.row_field,
-                    row_values=g.row_values, rows_per_day=g.rows_per_day,
-                    rows_per_request=g.rows_per_request)
+                scope = built
                 break
+        consent = None
         if consents and dataset.subject_field:
             live = [c for c in consents if c.not_before <= t < c.expires_at]
             if live:
-                out[CONSENT_ATTRIBUTE] = ConsentScope(
+                consent = ConsentScope(
                     field=dataset.subject_field,
                     values=tuple(sorted({c.subject_key for c in live})),
                     consent_ids=tuple(c.consent_id for c in live))
-        return replace(subject, attributes=MappingProxyType(out))
+        return self._with(subject, scope, consent)
+
+    @staticmethod
+    def _with(subject: Subject, grant: GrantScope | None, consent: ConsentScope | None) -> Subject:
+        out: dict[str, Any] = {k: v for k, v in subject.attributes.items() if k not in RESERVED}
+        if grant is not None:
+            out[GRANT_ATTRIBUTE] = grant
+        if consent is not None:
+            out[CONSENT_ATTRIBUTE] = consent
+        return Subject(id=subject.id, kind=subject.kind, name=subject.name,
+                       client_id=subject.client_id, roles=subject.roles,
+                       department=subject.department, clearance=subject.clearance,
+                       attributes=MappingProxyType(out))
