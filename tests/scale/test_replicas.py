@@ -142,3 +142,69 @@ def test_policy_installed_with_a_cli_is_enforced_by_b(replicas: list[RunningGate
     while _get(b, token).status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _get(b, token).status_code == 200
+
+
+def _user_token(gw: RunningGateway, username: str, password: str) -> str:
+    browser = Browser(gw.base)
+    cb, req = browser.sign_in("demo-portal", PORTAL_REDIRECT, username, password,
+                              scope="openid profile data.read")
+    r = exchange(gw.base, req, cb.params["code"])
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+def test_grant_revoked_on_a_is_enforced_by_b_within_one_second(replicas: list[RunningGateway]) -> None:
+    a, b = replicas
+    owner = _user_token(a, "zhouqiang", "Demo-Owner-2026!")  # 市场监管局: owns enterprise data
+    app = a.token("demo-research")
+    companies = "/api/enterprise/companies"
+    assert _get(b, app, companies).status_code == 403  # no grant yet
+
+    def admin(path: str, token: str, body: dict[str, object]) -> httpx.Response:
+        return httpx.post(f"{a.base}/admin/v1{path}", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"})
+
+    req = admin("/access-requests", app, {"dataset": "enterprise.companies",
+                                          "fields": ["uscc", "name"], "purpose": "跨副本测试",
+                                          "days": 1})
+    assert req.status_code == 201, req.text
+    ok = admin(f"/access-requests/{req.json()['id']}/approve", owner, {"reason": "用途明确"})
+    assert ok.status_code == 200, ok.text
+    deadline = time.monotonic() + 10
+    while _get(b, app, companies).status_code != 200:  # B learns the grant from the database
+        assert time.monotonic() < deadline, "B never saw the grant"
+        time.sleep(0.05)
+    r = admin(f"/grants/{ok.json()['grant_id']}/revoke", owner, {"reason": "测试结束"})
+    assert r.status_code == 200 and r.json()["status"] == "revoked"
+    revoked_at = time.monotonic()
+    status = _get(b, app, companies).status_code
+    while status != 403 and time.monotonic() - revoked_at < 5:
+        time.sleep(0.02)
+        status = _get(b, app, companies).status_code
+    elapsed = time.monotonic() - revoked_at
+    assert status == 403 and elapsed < 1.0, (status, elapsed)
+
+
+def test_session_ended_with_a_cli_is_refused_by_b(replicas: list[RunningGateway]) -> None:
+    """An administrator ends a user's sessions from A's machine: B no longer honours the SSO
+    cookie, and the user's access tokens are refused by B within 1 s."""
+    a, b = replicas
+    password = next(u["password"] for u in a.accounts["users"] if u["username"] == "zhangwei")
+    on_a = Browser(a.base)
+    cb, req = on_a.sign_in("demo-portal", PORTAL_REDIRECT, "zhangwei", password,
+                           scope="openid profile data.read")
+    token = exchange(a.base, req, cb.params["code"]).json()["access_token"]
+    assert _get(b, token).status_code == 200
+    out = a.cli("sessions", "end", "--user", "zhangwei")
+    assert out.returncode == 0, out.stderr
+    ended_at = time.monotonic()
+    status = _get(b, token).status_code
+    while status != 401 and time.monotonic() - ended_at < 5:
+        time.sleep(0.02)
+        status = _get(b, token).status_code
+    elapsed = time.monotonic() - ended_at
+    assert status == 401 and elapsed < 1.0, (status, elapsed)
+    on_b = Browser(b.base)
+    on_b.client.cookies = on_a.client.cookies
+    page, _ = on_b.authorize("demo-portal", PORTAL_REDIRECT)
+    assert not isinstance(page, Callback), "B still honours an ended session"
