@@ -341,3 +341,64 @@ def datasets_confirm(ctx: typer.Context, dataset: str, field: str, as_user: AsUs
     g = _grants(ctx)
     d = _run(g.service.confirm_field, _actor(g, as_user), dataset, field, classification, pi)
     _print_json(dataset_dict(d)) if as_json else print(f"{dataset}.{field} confirmed")
+
+
+# what a detector found in a field suggests for its classification and PI flag (GB/T 43697
+# annex, PIPL art. 28: identity numbers and financial accounts are sensitive personal data)
+PII_PROPOSALS: dict[str, tuple[str, str]] = {
+    "cn_id_number": ("核心", "sensitive"), "bank_card": ("核心", "sensitive"),
+    "cn_passport": ("重要", "sensitive"), "cn_mobile": ("重要", "personal"),
+    "cn_landline": ("重要", "personal"), "email": ("重要", "personal"),
+    "cn_address": ("重要", "personal"), "cn_name": ("重要", "personal"),
+    "cn_plate": ("重要", "personal"), "ipv4": ("一般", "personal"), "ipv6": ("一般", "personal"),
+}
+
+
+@datasets_app.command("propose")
+def datasets_propose(
+    ctx: typer.Context, dataset: str,
+    sample: Annotated[Path, typer.Argument(help="a sample of the dataset's records (CSV/JSON/NDJSON)")],
+    apply: Annotated[bool, typer.Option("--apply", help="confirm the proposals (needs --as)")] = False,
+    as_user: Annotated[str | None, typer.Option("--as", help="the owner's approver")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Propose classification and PI flags from `ztgw scan pii` over a sample; never lowers a
+    field.  The owner confirms with --apply --as USER (or in the console's 数据目录)."""
+    from ..catalogue import PersonalInfo
+    from ..protection.formats import FileFormatError, iter_records, sniff
+    from ..protection.scan import scan_records
+
+    g = _grants(ctx)
+    d = _run(g.service.dataset, dataset)
+    try:
+        report = scan_records(iter_records(sample, sniff(sample)))
+    except (OSError, FileFormatError) as exc:
+        raise _fail(f"cannot scan {sample}: {exc}") from exc
+    proposals = []
+    for f in report.fields:
+        if f.field not in d.fields or f.type not in PII_PROPOSALS or f.rows * 2 < report.rows:
+            continue  # only fields where most rows hold the identifier
+        level, flag = PII_PROPOSALS[f.type]
+        cur_level, cur_flag = d.fields[f.field], d.pi.get(f.field, PersonalInfo.NONE)
+        new_level = max(cur_level, Classification.parse(level))
+        order = [PersonalInfo.NONE, PersonalInfo.PERSONAL, PersonalInfo.SENSITIVE]
+        new_flag = max(cur_flag, PersonalInfo(flag), key=order.index)
+        if (new_level, new_flag) != (cur_level, cur_flag):
+            proposals.append({"field": f.field, "detector": f.type, "rows": f.rows,
+                              "current": {"classification": cur_level.label, "pi": cur_flag.value},
+                              "proposed": {"classification": new_level.label, "pi": new_flag.value}})
+    if apply:
+        if not as_user:
+            raise _fail("--apply needs --as USER (an approver of the owner department)")
+        actor = _actor(g, as_user)
+        for p in proposals:
+            _run(g.service.confirm_field, actor, dataset, p["field"],
+                 p["proposed"]["classification"], p["proposed"]["pi"])
+    if as_json:
+        _print_json({"dataset": dataset, "rows": report.rows, "applied": apply,
+                     "proposals": proposals})
+        return
+    for p in proposals:
+        print(f"{p['field']:24} {p['detector']:14} {p['current']['classification']}/"
+              f"{p['current']['pi']} → {p['proposed']['classification']}/{p['proposed']['pi']}")
+    print(f"{len(proposals)} proposal(s){' applied' if apply else ''}")
