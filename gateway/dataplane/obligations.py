@@ -191,18 +191,11 @@ def _keep(plan: ResponsePlan, rec: Mapping[str, Any]) -> bool:
     return all(str(rec.get(name)) in allowed for name, allowed in plan.filters)
 
 
-def _transform(plan: ResponsePlan, rec: dict[str, Any]) -> dict[str, Any]:
-    if plan.project is not None:
-        rec = {k: v for k, v in rec.items() if k in plan.project}
-    if plan.mask is not None:
-        plan.touched |= plan.mask.record(rec)
-    if plan.watermark_plan is not None:
-        plan.watermark_plan.record(rec)
-    return rec
-
-
 def _select(plan: ResponsePlan, records: list[Any], limit: int | None) -> list[Any]:
+    """row filter → row limit → projection record by record, then mask → watermark over the
+    kept records as one batch (the protection library works column by column)."""
     out = []
+    project = plan.project
     for rec in records:
         if not isinstance(rec, dict):
             raise ValueError("a record is not an object")
@@ -212,7 +205,11 @@ def _select(plan: ResponsePlan, records: list[Any], limit: int | None) -> list[A
         if limit is not None and len(out) >= limit:
             plan.dropped += 1
             continue
-        out.append(_transform(plan, rec))
+        out.append(rec if project is None else {k: v for k, v in rec.items() if k in project})
+    if plan.mask is not None:
+        plan.touched |= plan.mask.records(out)[1]
+    if plan.watermark_plan is not None:
+        plan.watermark_plan.records(out)
     plan.records = len(out)
     return out
 
