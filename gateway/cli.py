@@ -30,6 +30,7 @@ from ztgw.scanners import cli as scanners_cli
 from .grants.cli import consent_app, datasets_app, grants_app, requests_app
 from .identity.cli import clients_app, keys_app, sessions_app, users_app
 from .migrations.cli import db_app
+from .pii_sampler import scan_pii_command
 from .policy_runtime import policy_app
 from .protection.cli import scan_app, watermark_app
 from .settings import Settings
@@ -65,6 +66,9 @@ scan_app.command("ports")(scanners_cli.ports)
 scan_app.command("tls")(scanners_cli.tls)
 scan_app.command("passwords")(scanners_cli.passwords)
 scan_app.command("coverage")(scanners_cli.coverage)
+# `scan pii FILE` (protection) or `scan pii --sampled` (the gateway's sampled upstream answers)
+scan_app.registered_commands[:] = [c for c in scan_app.registered_commands if c.name != "pii"]
+scan_app.command("pii")(scan_pii_command)
 
 
 def _local_credentials(settings: Settings) -> list[Any]:

@@ -22,20 +22,23 @@ import queue
 import random
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import orjson
 import structlog
+import typer
 
 from .protection.detectors import classify
 from .protection.scan import scan_records
 from .protection.streaming import BodyStream, Pipeline, StreamError
 
-__all__ = ["PiiSampler", "SampledStore", "SamplerSettings", "sampled_findings"]
+__all__ = ["PiiSampler", "SampledStore", "SamplerSettings", "sampled_findings", "scan_pii_command"]
 
 log = structlog.get_logger("ztgw.pii_sampler")
 MAX_DATASETS = 1_000
@@ -313,3 +316,50 @@ def from_settings(conf: Any) -> PiiSampler:
         interval=float(getattr(conf, "pii_sample_interval", 1.0)),
         max_bytes=int(getattr(conf, "pii_sample_max_kb", 64)) * 1024,
     ))
+
+
+# --- ztgw scan pii [FILE | --sampled] ------------------------------------------------------------
+def scan_pii_command(
+    ctx: typer.Context,
+    file: Annotated[Path | None, typer.Argument(
+        help="CSV, JSON or NDJSON file (format judged by content); omit with --sampled")] = None,
+    sampled: Annotated[bool, typer.Option(
+        "--sampled", help="what the gateway found in sampled upstream answers (ZTGW_PII_SAMPLE_*)")] = False,
+    dataset: Annotated[str | None, typer.Option(help="only this dataset (with --sampled)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Which fields hold which kinds of personal data: in a file, or in sampled live answers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .protection import cli as protection_cli
+
+    err = Console(stderr=True)
+    if sampled == (file is not None):
+        err.print("give a FILE or --sampled (not both)")
+        raise typer.Exit(2)
+    if file is not None:
+        if dataset is not None:
+            err.print("--dataset goes with --sampled")
+            raise typer.Exit(2)
+        protection_cli.scan_pii(file, as_json)
+        return
+    home = getattr(ctx.find_root().obj, "home", None)
+    path = (Path(home) if home is not None else Path("./var")) / "detection" / "pii-sampled.db"
+    found = sampled_findings(path, dataset)
+    doc = {"sampled": True, "datasets": found}
+    if as_json:
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    out = Console()
+    if not found:
+        out.print("no sampled answers yet" + (f" for {dataset}" if dataset else "")
+                  + " (sampling: ZTGW_PII_SAMPLE_RATE, on a running gateway)")
+        return
+    for ds in found:
+        table = Table("field", "type", "matches", "rows", "first seen", "last seen",
+                      title=f"{ds['dataset']} ({ds['responses']} answers, {ds['rows']} rows sampled)")
+        for f in ds["fields"]:
+            table.add_row(f["field"], f["type"], str(f["matches"]), str(f["rows"]), f["first_seen"],
+                          f["last_seen"])
+        out.print(table)
