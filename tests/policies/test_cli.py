@@ -71,7 +71,10 @@ def test_explain_json_shows_rules_and_failed_conditions(tmp_path: Path) -> None:
 def test_who_can_and_lint() -> None:
     out = runner.invoke(app, ["who-can", "population.persons", "--bundle", str(demo_bundle_dir()),
                               "--json"])
-    subjects = {g["subject"] for g in json.loads(out.stdout)["grants"]}
-    assert subjects == {"role:population-analyst", "role:population-officer"}
+    grants = json.loads(out.stdout)["grants"]
+    subjects = {g["subject"] for g in grants}
+    # "*" only through an owner's grant or a citizen's consent (issue 6), never unconditionally
+    assert subjects == {"role:population-analyst", "role:population-officer", "*"}
+    assert all(g["conditions"] for g in grants if g["subject"] == "*")
     out = runner.invoke(app, ["lint", str(demo_bundle_dir()), "--json"])
     assert json.loads(out.stdout)["deny_rules"] == 1
