@@ -89,12 +89,36 @@ def _catalogue_datasets(settings: Settings) -> list[Any]:
     from .state.database import open_directory
 
     return [DatasetInfo(d.dataset, d.route_prefix, d.owner_department,
-                        d.classification.label if d.fields else None, d.enabled)
+                        d.classification.label if d.fields else None, d.enabled,
+                        fields={k: v.label for k, v in d.fields.items()},
+                        pi={k: v.value for k, v in d.pi.items()})
             for d in Catalogue(open_directory(settings)).all()]
+
+
+def _grants_and_consents(settings: Settings) -> list[Any]:
+    """Grants and consents for `scan coverage` (read-only; no citizen names leave here)."""
+    from ztgw.scanners.coverage import GrantInfo
+
+    from .grants.store import GrantStore
+    from .state.database import open_directory
+
+    store = GrantStore(open_directory(settings).engine)
+    return ([GrantInfo(g.id, "grant", g.dataset, g.grantee, g.status, g.expires_at)
+             for g in store.list_grants(limit=100_000)]
+            + [GrantInfo(c.id, "consent", c.dataset, c.client_id, c.status, c.expires_at)
+               for c in store.list_consents(limit=100_000)])
+
+
+def _sampled_pii(settings: Settings) -> list[Any]:
+    from .pii_sampler import sampled_findings
+
+    return sampled_findings(Path(settings.home) / "detection" / "pii-sampled.db")
 
 
 scanners_cli.providers.credentials = _local_credentials
 scanners_cli.providers.datasets = _catalogue_datasets
+scanners_cli.providers.grants = _grants_and_consents
+scanners_cli.providers.sampled_pii = _sampled_pii
 
 err = Console(stderr=True)
 

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .alerts import AlertBook
-from .coverage import DatasetInfo, scan_coverage
+from .coverage import DatasetInfo, GrantInfo, scan_coverage
 from .errors import ScannerError
 from .passwords import Credential, scan_credentials
 from .ports import parse_ports, scan_ports
@@ -43,6 +43,8 @@ out = Console()
 class Providers:
     credentials: Callable[[Any], Iterable[Credential]] | None = None
     datasets: Callable[[Any], Iterable[DatasetInfo]] | None = None
+    grants: Callable[[Any], Iterable[GrantInfo]] | None = None  # grants and consents (issue 6)
+    sampled_pii: Callable[[Any], Iterable[dict[str, Any]]] | None = None  # scan pii --sampled
 
 
 providers = Providers()
@@ -293,9 +295,12 @@ def passwords(
 def coverage(
     ctx: typer.Context,
     idle_days: Annotated[int, typer.Option(help="no traffic for this many days = finding")] = 30,
+    expiring_days: Annotated[int, typer.Option(help="grants/consents expiring within this many days")] = 7,
     as_json: JsonOpt = False,
 ) -> None:
-    """Routes without policy, datasets without owner or classification, idle interfaces."""
+    """Routes without policy, datasets without owner or classification, idle interfaces,
+    expired or expiring grants and consents, fields whose sampled content is personal data
+    while the catalogue flags or classifies them lower."""
     from ztgw.policies.bundle import load_bundle
     from ztgw.policies.errors import PolicyError
 
@@ -306,14 +311,26 @@ def coverage(
     except (PolicyError, OSError) as exc:
         err.print(f"policy bundle not readable ({exc}); policy coverage not checked")
         bundle = None
+    grants = sampled = None
+    try:
+        grants = list(providers.grants(ctx.obj)) if providers.grants is not None else None
+    except Exception as exc:  # grants tables missing (older home): the rest is still checked
+        err.print(f"grants not readable ({type(exc).__name__}); grant expiry not checked")
+    try:
+        sampled = list(providers.sampled_pii(ctx.obj)) if providers.sampled_pii is not None else None
+    except Exception as exc:
+        err.print(f"sampled PII findings not readable ({type(exc).__name__}); not checked")
     report = scan_coverage(providers.datasets(ctx.obj), bundle, ctx.obj.audit_settings().db_path,
-                           idle_days=max(1, idle_days))
+                           idle_days=max(1, idle_days), grants=grants,
+                           expiring_days=max(0, min(expiring_days, 365)), sampled=sampled)
     _record(ctx, "coverage", report)
     if as_json:
         _print_json(report)
     else:
         for f in report["findings"]:
-            out.print(f"[{f['severity']}] {f['dataset']}: {f['finding']}")
+            where = f["dataset"] + (f".{f['field']}" if f.get("field") else "")
+            ref = f" ({f.get('grant') or f.get('consent')})" if f.get("grant") or f.get("consent") else ""
+            out.print(f"[{f['severity']}] {where}{ref}: {f['finding']}", markup=False)
         out.print(f"{len(report['datasets'])} datasets, {len(report['findings'])} findings")
 
 

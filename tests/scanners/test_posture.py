@@ -184,3 +184,80 @@ def test_coverage_finds_unowned_unclassified_uncovered_and_idle(tmp_path: Path) 
     rows = {r["dataset"]: r for r in report["datasets"]}
     assert rows["population.persons"]["requests"] == 1
     assert "population-officer-read" in rows["population.persons"]["allow_rules"]
+
+
+def test_coverage_grants_expired_and_expiring() -> None:
+    from ztgw.scanners.coverage import DatasetInfo, GrantInfo, scan_coverage
+
+    now = 1_800_000_000.0
+    grants = [
+        GrantInfo("g-old", "grant", "population.persons", "client:demo-research", "active", now - 3 * 86400),
+        GrantInfo("g-soon", "grant", "population.persons", "client:demo-research", "active", now + 2 * 86400),
+        GrantInfo("g-later", "grant", "population.persons", "client:demo-x", "active", now + 60 * 86400),
+        GrantInfo("g-revoked", "grant", "population.persons", "client:x", "revoked", now - 86400),
+        GrantInfo("c-soon", "consent", "population.persons", "demo-fintech", "active", now + 3600),
+    ]
+    report = scan_coverage([DatasetInfo("population.persons", "/api/population/persons", "公安局", "核心")],
+                           None, None, grants=grants, expiring_days=7, now=now)
+    by_id = {f.get("grant") or f.get("consent"): f for f in report["findings"]
+             if f.get("grant") or f.get("consent")}
+    assert set(by_id) == {"g-old", "g-soon", "c-soon"}
+    assert by_id["g-old"]["finding"].startswith("expired grant") and by_id["g-old"]["severity"] == "low"
+    assert "expires within 7 days" in by_id["g-soon"]["finding"]
+    assert by_id["c-soon"]["holder"] == "demo-fintech" and by_id["c-soon"]["severity"] == "info"
+    assert report["grants_checked"] == 5
+    none = scan_coverage([], None, None, now=now)
+    assert none["grants_checked"] is None  # no grants provider: said, not silently "0 findings"
+
+
+def test_coverage_sampled_personal_data_above_the_catalogue() -> None:
+    from ztgw.scanners.coverage import DatasetInfo, scan_coverage
+
+    d = DatasetInfo("population.persons", "/api/population/persons", "公安局", "核心",
+                    fields={"id_number": "核心", "name": "重要", "mobile": "一般", "note": "一般",
+                            "district": "一般"},
+                    pi={"id_number": "sensitive", "name": "personal", "mobile": "personal"})
+    sampled = [{"dataset": "population.persons", "fields": [
+        {"field": "id_number", "type": "cn_id_number", "matches": 9, "rows": 9},  # flagged right
+        {"field": "name", "type": "cn_name", "matches": 9, "rows": 9},  # flagged right
+        {"field": "note", "type": "cn_mobile", "matches": 3, "rows": 3},  # not flagged
+        {"field": "mobile", "type": "bank_card", "matches": 2, "rows": 2},  # flagged lower, 一般
+        {"field": "extra.contact", "type": "email", "matches": 1, "rows": 1},  # not in the catalogue
+    ]}, {"dataset": "unknown.ds", "fields": [{"field": "x", "type": "email", "matches": 1, "rows": 1}]}]
+    report = scan_coverage([d], None, None, sampled=sampled)
+    got = {(f["field"], f["severity"], f["finding"].split(" ")[0] + " " + f["finding"].split(" ")[1])
+           for f in report["findings"] if f.get("field")}
+    assert ("note", "high", "field not") in got
+    assert ("mobile", "medium", "field flagged") in got
+    assert ("mobile", "medium", "field classified") in got
+    assert ("extra", "high", "field not") in got
+    assert not any(f.get("field") in ("id_number", "name") for f in report["findings"])
+    assert report["datasets"][0]["sampled_pi_fields"] == ["extra", "mobile", "note"]
+
+
+def test_coverage_traffic_older_than_the_window_is_idle(tmp_path: Path) -> None:
+    import time as _time
+    from datetime import UTC, datetime, timedelta
+
+    from ztgw.audit.events import access_event
+    from ztgw.audit.store import AuditStore
+    from ztgw.scanners.coverage import DatasetInfo, scan_coverage
+
+    db = tmp_path / "audit.db"
+    store = AuditStore(db)
+    now = _time.time_ns()
+    for days, ds in ((40, "tax.records"), (1, "population.persons")):
+        ev = access_event(request_id="r", method="GET", path="/api/x", query_keys=[], status=200,
+                          outcome="success", source_ip="10.0.0.1", user_agent="x", started_ns=now,
+                          ended_ns=now, subject=None, decision=None,
+                          data={"dataset": ds, "classification": "一般"})
+        ev["@timestamp"] = (datetime.now(UTC) - timedelta(days=days)).isoformat().replace("+00:00", "Z")
+        store.append([ev])
+    store.close()
+    report = scan_coverage([DatasetInfo("tax.records", "/api/tax/records", "税务局", "一般"),
+                            DatasetInfo("population.persons", "/api/population/persons", "公安局", "核心")],
+                           None, db, idle_days=30)
+    idle = {f["dataset"] for f in report["findings"] if f["finding"].startswith("no traffic")}
+    assert idle == {"tax.records"}
+    assert {r["dataset"]: r["requests"] for r in report["datasets"]} == {"tax.records": 0,
+                                                                        "population.persons": 1}
