@@ -95,23 +95,9 @@ class Dataset:
 class Catalogue:
     def __init__(self, directory: Directory) -> None:
         self.engine = directory.engine
-        metadata.create_all(self.engine)
-        self._upgrade()
+        from .migrations import ensure_current
 
-    def _upgrade(self) -> None:
-        """Add columns newer than the home's table (until alembic migrations land, issue 11)."""
-        have = {c["name"] for c in sa.inspect(self.engine).get_columns("datasets")}
-        if "filter_fields" not in have:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text(
-                    "ALTER TABLE datasets ADD COLUMN filter_fields TEXT NOT NULL DEFAULT '[]'"))
-        if "pi_fields" not in have:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text(
-                    "ALTER TABLE datasets ADD COLUMN pi_fields TEXT NOT NULL DEFAULT '{}'"))
-        if "subject_field" not in have:
-            with self.engine.begin() as conn:
-                conn.execute(sa.text("ALTER TABLE datasets ADD COLUMN subject_field VARCHAR(128)"))
+        ensure_current(self.engine)  # the schema by alembic (gateway/migrations), issue 11
 
     @staticmethod
     def validate(d: Dataset) -> None:

@@ -15,6 +15,7 @@ revisions add).  ``ztgw init`` and the gateway at start upgrade to the newest re
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,7 +69,9 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
     return cfg
 
 
+@functools.cache
 def script() -> ScriptDirectory:
+    """The revisions shipped with this code (read once per process: they do not change)."""
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -101,6 +104,12 @@ def current(engine: sa.Engine) -> tuple[str, ...]:
 
 def is_current(engine: sa.Engine) -> bool:
     return set(current(engine)) == set(heads())
+
+
+def ensure_current(engine: sa.Engine) -> None:
+    """Upgrade to the newest revision unless the database is there already (one cheap query)."""
+    if not is_current(engine):
+        upgrade(engine)
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str, ...]:
