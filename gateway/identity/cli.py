@@ -350,6 +350,53 @@ def clients_add(
             typer.echo(f"{k}: {v}")
 
 
+def _change_client(ctx: typer.Context, client_id: str, action: str, **changes: Any) -> Any:
+    import dataclasses
+
+    settings = _settings(ctx)
+    directory = _directory(settings)
+    record = directory.get_client(client_id)
+    if record is None:
+        raise _fail(f"no client {client_id}")
+    if "secret_hash" in changes and record.public:
+        raise _fail(f"{client_id} is a public client: it has no secret")
+    directory.put_client(dataclasses.replace(record, **changes))
+    _audit(settings, action, target=client_id)  # never the secret
+    return settings
+
+
+@clients_app.command("disable")
+def clients_disable(ctx: typer.Context, client_id: str) -> None:
+    """Disable an application: no new tokens within a second (the provider caches client
+    records for 1 s); tokens already issued live until they expire or are revoked."""
+    _change_client(ctx, client_id, "client-disabled", enabled=False)
+    err.print(f"client {client_id} disabled")
+
+
+@clients_app.command("enable")
+def clients_enable(ctx: typer.Context, client_id: str) -> None:
+    """Enable a disabled application."""
+    _change_client(ctx, client_id, "client-enabled", enabled=True)
+    err.print(f"client {client_id} enabled")
+
+
+@clients_app.command("rotate-secret")
+def clients_rotate_secret(ctx: typer.Context, client_id: str,
+                          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Give a confidential application a new secret (printed once); the old one stops working
+    within a second."""
+    from .client_secrets import new_client_secret
+
+    secret = new_client_secret()
+    settings = _settings(ctx)
+    _change_client(ctx, client_id, "client-secret-rotated",
+                   secret_hash=_hasher(settings).hash(secret))
+    if as_json:
+        _print_json({"client_id": client_id, "client_secret": secret})
+    else:
+        typer.echo(f"client_secret: {secret}")
+
+
 @clients_app.command("list")
 def clients_list(ctx: typer.Context,
                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
