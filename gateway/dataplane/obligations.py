@@ -24,6 +24,7 @@ from ztgw.policies.obligations import MASK, MAX_ROWS, PROJECT, ROW_FILTER, STEP_
 from ..errors import ServiceUnavailable
 from ..protection.keys import ProtectionKeys
 from ..protection.masking import MaskPlan, UnenforceableMask
+from ..protection.streaming import Pipeline
 from ..protection.watermark import Watermarker, WatermarkPlan
 
 ENFORCEABLE = frozenset({MASK, PROJECT, ROW_FILTER, MAX_ROWS, WATERMARK, STEP_UP})
@@ -243,6 +244,64 @@ def apply_csv(plan: ResponsePlan, body: bytes, limit: int | None) -> bytes:
     for rec in records:
         writer.writerow({k: "" if v is None else v for k, v in rec.items()})
     return out.getvalue().encode("utf-8")
+
+
+class StreamSelector:
+    """Row filter → row limit → projection for :class:`ztgw.gateway.protection.streaming.Pipeline`
+    (its ``select`` hook): the streaming twin of :func:`apply_json` / :func:`apply_csv`."""
+
+    def __init__(self, plan: ResponsePlan, limit: int | None) -> None:
+        self.plan, self.limit, self.kept = plan, limit, 0
+        self.may_drop = bool(plan.filters) or limit is not None
+        self._filters: list[tuple[int | None, frozenset[str]]] = []
+        self._columns: list[int] = []
+
+    def _admit(self) -> bool:
+        if self.limit is not None and self.kept >= self.limit:
+            return False
+        self.kept += 1
+        return True
+
+    def record(self, rec: dict[str, Any]) -> dict[str, Any] | None:
+        if not _keep(self.plan, rec) or not self._admit():
+            return None
+        project = self.plan.project
+        return rec if project is None else {k: v for k, v in rec.items() if k in project}
+
+    def csv_header(self, header: list[str]) -> list[str]:
+        self._filters = [(header.index(name) if name in header else None, allowed)
+                         for name, allowed in self.plan.filters]
+        self._columns = [i for i, h in enumerate(header)
+                         if self.plan.project is None or h in self.plan.project]
+        return [header[i] for i in self._columns]
+
+    def csv_row(self, row: list[str]) -> list[str] | None:
+        if not row:  # a blank line is no record (as csv.DictReader reads it)
+            return None
+        for i, allowed in self._filters:
+            # a missing column reads as None, exactly as apply_csv's DictReader gives it
+            if str(row[i] if i is not None and i < len(row) else None) not in allowed:
+                return None
+        if not self._admit():
+            return None
+        return [row[i] if i < len(row) else "" for i in self._columns]
+
+
+def stream_pipeline(plan: ResponsePlan, limit: int | None) -> Pipeline:
+    """A :class:`Pipeline` carrying out ``plan`` record by record — for
+    ``BodyStream(pipe, fmt, content_encoding, max_output=...)`` on an upstream body that is
+    streamed, not buffered. ``limit`` is what :func:`apply_json` takes (max rows, daily
+    remainder). Call :func:`finish_stream` after ``BodyStream.close()``."""
+    needs_select = bool(plan.filters) or limit is not None or plan.project is not None
+    return Pipeline(mask=plan.mask, watermark=plan.watermark_plan,
+                    select=StreamSelector(plan, limit) if needs_select else None)
+
+
+def finish_stream(plan: ResponsePlan, pipe: Pipeline) -> None:
+    """Copy what the stream did into the plan (records, dropped, touched) for the audit event
+    and the daily quota, as apply_json does."""
+    plan.records, plan.dropped = pipe.records, pipe.dropped
+    plan.touched |= pipe.touched
 
 
 def start_watermark(plan: ResponsePlan, marker: Watermarker, recipient: str, request_id: str,

@@ -27,7 +27,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import brotli
 import orjson
@@ -35,7 +35,7 @@ import orjson
 from .masking import MaskPlan, records_of
 from .watermark import WatermarkPlan
 
-__all__ = ["ENCODINGS", "BodyStream", "Pipeline", "StreamError"]
+__all__ = ["ENCODINGS", "BodyStream", "Pipeline", "RecordWithheld", "Selector", "StreamError"]
 
 Encoding = Literal["identity", "gzip", "deflate", "br"]
 ENCODINGS = ("identity", "gzip", "deflate", "br")
@@ -45,6 +45,32 @@ SLICE = 256 * 1024  # decoded bytes handled at a time
 
 class StreamError(ValueError):
     """The body cannot be protected (malformed, too large, bad encoding): abort it."""
+
+
+class RecordWithheld(StreamError):
+    """The body is one record (not a list) and the selection withholds it (answer 404)."""
+
+
+class Selector(Protocol):
+    """Record selection before masking — row filter, row limit, projection (the data plane's
+    :class:`ztgw.gateway.dataplane.obligations.ResponsePlan` supplies one). Returning None
+    drops the record."""
+
+    may_drop: bool  # whether records may be withheld (then a page's "total" is nulled)
+
+    def record(self, rec: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def csv_header(self, header: list[str]) -> list[str]: ...
+
+    def csv_row(self, row: list[str]) -> list[str] | None: ...
+
+
+# a page's count includes records the selection may drop: it is nulled, as apply_json does
+_TOTAL = re.compile(rb'("total"\s*:\s*)-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
+
+
+def _null_total(part: bytes) -> bytes:
+    return _TOTAL.sub(rb"\1null", part)
 
 
 # ------------------------------------------------------------------ what happens per record
@@ -58,34 +84,62 @@ class Pipeline:
     watermark: WatermarkPlan | None = None
     records: int = 0
     touched: set[str] = field(default_factory=set)
+    select: Selector | None = None  # row filter / limit / projection, before masking
+    dropped: int = 0  # records the selection withheld
     _csv_header: list[str] = field(default_factory=list)
     _csv_cols: list[Any] = field(default_factory=list)
 
+    @property
+    def nulls_total(self) -> bool:
+        return self.select is not None and self.select.may_drop
+
     def record(self, rec: Any) -> Any:
+        """The record to send (masked and marked in place), or None when it is withheld."""
         if isinstance(rec, dict):
+            if self.select is not None:
+                rec = self.select.record(rec)
+                if rec is None:
+                    self.dropped += 1
+                    return None
             if self.mask is not None:
                 self.touched |= self.mask.record(rec)
             if self.watermark is not None:
                 self.watermark.record(rec)
             self.records += 1
+        elif self.select is not None:
+            raise StreamError("a record is not an object")
         return rec
 
-    def csv_header(self, header: list[str]) -> None:
+    def csv_header(self, header: list[str]) -> list[str]:
+        """The header to send (projected when there is a selection)."""
+        if self.select is not None:
+            header = self.select.csv_header(header)
         self._csv_header = header
         if self.mask is not None:
             self._csv_cols = self.mask.csv_columns(header)
             self.touched |= {header[i] for i, _ in self._csv_cols}
+        return header
 
-    def csv_row(self, row: list[str]) -> None:
+    def csv_row(self, row: list[str]) -> list[str] | None:
+        """The row to send (masked and marked in place), or None when it is withheld."""
+        if self.select is not None:
+            selected = self.select.csv_row(row)
+            if selected is None:
+                self.dropped += 1
+                return None
+            row = selected
         if self.mask is not None:
             self.mask.csv_row(self._csv_header, self._csv_cols, row, self.touched)
         if self.watermark is not None:
             self.watermark.csv_row(row)
         self.records += 1
+        return row
 
     # whole bodies (no streaming)
     def json_body(self, body: bytes) -> bytes:
         """A whole JSON body parsed at once (fastest when the body is already in memory)."""
+        if self.select is not None:
+            return self.body(body, "json")
         doc = orjson.loads(body)
         recs = records_of(doc)
         if self.mask is not None:
@@ -220,6 +274,7 @@ class _JsonFramer:
         self.depth = 0
         self.last_key = b""
         self._resume: tuple[int, int] | None = None  # (scan position, depth) of a partial element
+        self.sent = 0  # records written into the array
 
     def feed(self, data: bytes) -> bytes:
         self.buf += data
@@ -228,7 +283,7 @@ class _JsonFramer:
             self._prefix(out)
         if self.state == "array":
             self._array(out)
-        if self.state == "suffix":
+        if self.state == "suffix" and self.pipe.select is None:
             out += self.buf
             self.buf.clear()
         if len(self.buf) > self.max_record:
@@ -254,7 +309,8 @@ class _JsonFramer:
             self.scan = len(self.buf)
             return
         del m  # release the buffer export before resizing
-        out += self.buf[:start]
+        prefix = bytes(self.buf[:start])
+        out += _null_total(prefix) if self.pipe.nulls_total else prefix
         del self.buf[:start]
         self.state = "array"
 
@@ -268,7 +324,6 @@ class _JsonFramer:
             if i >= n:
                 break
             if buf[i] == 0x5D:  # ']'
-                out += buf[:i]  # separators already emitted below; keep whitespace
                 del buf[:i]
                 self.state = "suffix"
                 return
@@ -277,9 +332,12 @@ class _JsonFramer:
                 break
             if end - i > self.max_record:
                 raise StreamError("a JSON record is too large")
-            rec = orjson.loads(bytes(buf[i:end]))
-            out += buf[:i]  # whitespace / comma before the element, verbatim
-            out += orjson.dumps(self.pipe.record(rec))
+            rec = self.pipe.record(orjson.loads(bytes(buf[i:end])))
+            if rec is not None or self.pipe.select is None:
+                if self.sent:  # separators are written afresh: withheld records leave no gap
+                    out += b","
+                out += orjson.dumps(rec)
+                self.sent += 1
             del buf[:end]
             n = len(buf)
             i = 0
@@ -335,13 +393,16 @@ class _JsonFramer:
                 raise StreamError(f"not valid JSON: {exc}") from None
             self.buf.clear()
             if isinstance(doc, dict):
-                self.pipe.record(doc)
+                if self.pipe.record(doc) is None:
+                    raise RecordWithheld("the record is outside what the caller may see")
+            elif self.pipe.select is not None:
+                raise StreamError("the answer is not a record or a list of records")
             return orjson.dumps(doc)
         if self.state == "array":
             raise StreamError("the JSON array is not terminated")
-        out = bytes(self.buf)
+        out = bytes(self.buf)  # the suffix: ']' and the rest of the page object
         self.buf.clear()
-        return out
+        return _null_total(out) if self.pipe.nulls_total else out
 
 
 class _NdjsonFramer:
@@ -353,7 +414,10 @@ class _NdjsonFramer:
             return b""
         if len(line) > self.max_record:
             raise StreamError("an NDJSON line is too long")
-        return orjson.dumps(self.pipe.record(orjson.loads(line))) + b"\n"
+        rec = self.pipe.record(orjson.loads(line))
+        if rec is None and self.pipe.select is not None:
+            return b""
+        return orjson.dumps(rec) + b"\n"
 
     def feed(self, data: bytes) -> bytes:
         self.buf += data
@@ -387,10 +451,11 @@ class _CsvFramer:
         for row in csv.reader(io.StringIO(text, newline="")):
             if self.header is None:
                 self.header = row
-                self.pipe.csv_header(row)
-            else:
-                self.pipe.csv_row(row)
-            writer.writerow(row)
+                writer.writerow(self.pipe.csv_header(row))
+                continue
+            sent = self.pipe.csv_row(row)
+            if sent is not None:
+                writer.writerow(sent)
         return out.getvalue().encode("utf-8")
 
     def feed(self, data: bytes) -> bytes:
