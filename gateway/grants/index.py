@@ -28,6 +28,7 @@ from .store import Grant, GrantStore
 
 POLL_SECONDS = 0.2  # revocation reaches every replica within 1 s: poll + reload well under it
 RESERVED = (GRANT_ATTRIBUTE, CONSENT_ATTRIBUTE)
+MAX_MEMO = 50_000  # enriched subjects kept (one per caller and dataset); then start afresh
 log = logging.getLogger("ztgw.grants")
 
 
@@ -53,6 +54,8 @@ class EntitlementIndex:
         self._grants: dict[tuple[str, str], tuple[tuple[Grant, GrantScope], ...]] = {}
         self._consents: dict[tuple[str, str], tuple[_ConsentEntry, ...]] = {}
         self._seen = -1
+        self._memo: dict[tuple[str, str, str],
+                          tuple[Subject, GrantScope | None, tuple[str, ...], Subject]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -78,6 +81,7 @@ class EntitlementIndex:
                                                          reverse=True))
                 for k, v in grants.items()}
             self._consents = {k: tuple(v) for k, v in consents.items()}
+            self._memo = {}
             self._seen = counter
 
     def poll_once(self) -> bool:
@@ -121,15 +125,26 @@ class EntitlementIndex:
             if g.active_at(t):
                 scope = built
                 break
-        consent = None
+        live: list[_ConsentEntry] = []
         if consents and dataset.subject_field:
             live = [c for c in consents if c.not_before <= t < c.expires_at]
-            if live:
-                consent = ConsentScope(
-                    field=dataset.subject_field,
-                    values=tuple(sorted({c.subject_key for c in live})),
-                    consent_ids=tuple(c.consent_id for c in live))
-        return self._with(subject, scope, consent)
+        live_ids = tuple(c.consent_id for c in live)
+        # the resolver hands out one Subject object per caller for its cache period: reuse the
+        # enriched copy while the caller, its grant scope and its live consents are the same
+        key = (subject.id, subject.client_id, name)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is subject and hit[1] is scope and hit[2] == live_ids:
+            return hit[3]
+        consent = None
+        if live:
+            consent = ConsentScope(field=str(dataset.subject_field),
+                                   values=tuple(sorted({c.subject_key for c in live})),
+                                   consent_ids=live_ids)
+        out = self._with(subject, scope, consent)
+        if len(self._memo) >= MAX_MEMO:
+            self._memo = {}
+        self._memo[key] = (subject, scope, live_ids, out)
+        return out
 
     @staticmethod
     def _with(subject: Subject, grant: GrantScope | None, consent: ConsentScope | None) -> Subject:
