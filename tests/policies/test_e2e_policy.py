@@ -181,9 +181,14 @@ def test_signed_bundles_required(gw: RunningGateway, tmp_path: Path) -> None:
 
 def test_queries_use_the_directory_and_catalogue(gw: RunningGateway) -> None:
     doc = gw.cli_json("policy", "who-can", "population.persons", "--json")
-    known = {p["subject"] for p in doc["principals"]}
-    assert {"client:demo-analytics", "client:demo-police"} <= known
-    assert "client:demo-denied" not in known and "client:demo-hrss" not in known
+    by_role = {p["subject"]: p for p in doc["principals"]
+               if p["rule_id"] not in ("grant-read", "consent-read")}
+    assert {"client:demo-analytics", "client:demo-police"} <= set(by_role)
+    assert "client:demo-denied" not in by_role and "client:demo-hrss" not in by_role
+    # everyone else only with a data owner's grant or a citizen's consent (issue 6)
+    conditional = {p["subject"]: p for p in doc["principals"] if p["subject"] not in by_role}
+    assert "client:demo-denied" not in conditional  # an unconditional deny excludes it
+    assert conditional["client:demo-hrss"]["conditions"]
     ex = gw.cli_json("policy", "explain", "--subject", "client:demo-hrss", "--resource",
                      "social-security.contributions", "--json")
     assert ex["known_subject"] and ex["decision"]["rule_id"] == "social-security-read"
