@@ -110,6 +110,26 @@ class Pipeline:
             raise StreamError("a record is not an object")
         return rec
 
+    def batch(self, recs: list[Any]) -> list[Any]:
+        """:meth:`record` for a list (one decoded slice of a stream): the same result, but
+        masking and marking run column by column over the batch. Returns what to send."""
+        if self.select is not None:
+            if any(type(r) is not dict for r in recs):
+                raise StreamError("a record is not an object")
+            select = self.select.record
+            kept = [r2 for r in recs if (r2 := select(r)) is not None]
+            self.dropped += len(recs) - len(kept)
+            recs = kept
+        if self.mask is not None:
+            n, touched = self.mask.records(recs)
+            self.touched |= touched
+        else:
+            n = sum(1 for r in recs if type(r) is dict)
+        if self.watermark is not None:
+            self.watermark.records(recs)
+        self.records += n
+        return recs
+
     def csv_header(self, header: list[str]) -> list[str]:
         """The header to send (projected when there is a selection)."""
         if self.select is not None:
@@ -315,32 +335,37 @@ class _JsonFramer:
         self.state = "array"
 
     def _array(self, out: bytearray) -> None:
+        """Parse every complete element of the buffer, then protect them as one batch."""
         buf = self.buf
         i = 0
         n = len(buf)
+        recs: list[Any] = []
+        consumed = 0  # bytes of complete elements (and separators) handled in this call
         while True:
             while i < n and (buf[i] in _WS or buf[i] == 0x2C):
                 i += 1
             if i >= n:
+                consumed = i
                 break
             if buf[i] == 0x5D:  # ']'
-                del buf[:i]
+                consumed = i
                 self.state = "suffix"
-                return
+                break
             end = self._element_end(buf, i)
             if end is None:
                 break
             if end - i > self.max_record:
                 raise StreamError("a JSON record is too large")
-            rec = self.pipe.record(orjson.loads(bytes(buf[i:end])))
-            if rec is not None or self.pipe.select is None:
-                if self.sent:  # separators are written afresh: withheld records leave no gap
-                    out += b","
-                out += orjson.dumps(rec)
-                self.sent += 1
-            del buf[:end]
-            n = len(buf)
-            i = 0
+            recs.append(orjson.loads(bytes(buf[i:end])))
+            i = consumed = end
+        del buf[:consumed]
+        if self._resume is not None:  # the partial element's scan state moves with the buffer
+            self._resume = (self._resume[0] - consumed, self._resume[1])
+        for rec in self.pipe.batch(recs):
+            if self.sent:  # separators are written afresh: withheld records leave no gap
+                out += b","
+            out += orjson.dumps(rec)
+            self.sent += 1
 
     def _element_end(self, buf: bytearray, i: int) -> int | None:
         """End offset of the element starting at ``i``, or None if it is not complete yet.
@@ -409,15 +434,14 @@ class _NdjsonFramer:
     def __init__(self, pipe: Pipeline, max_record: int) -> None:
         self.pipe, self.max_record, self.buf = pipe, max_record, bytearray()
 
-    def _line(self, line: bytes) -> bytes:
-        if not line.strip():
-            return b""
-        if len(line) > self.max_record:
-            raise StreamError("an NDJSON line is too long")
-        rec = self.pipe.record(orjson.loads(line))
-        if rec is None and self.pipe.select is not None:
-            return b""
-        return orjson.dumps(rec) + b"\n"
+    def _lines(self, lines: list[bytes]) -> bytes:
+        recs = []
+        for line in lines:
+            if len(line) > self.max_record:
+                raise StreamError("an NDJSON line is too long")
+            if line.strip():
+                recs.append(orjson.loads(line))
+        return b"".join(orjson.dumps(rec) + b"\n" for rec in self.pipe.batch(recs))
 
     def feed(self, data: bytes) -> bytes:
         self.buf += data
@@ -428,10 +452,10 @@ class _NdjsonFramer:
             return b""
         lines = bytes(self.buf[:cut])
         del self.buf[:cut + 1]
-        return b"".join(self._line(line) for line in lines.split(b"\n"))
+        return self._lines(lines.split(b"\n"))
 
     def close(self) -> bytes:
-        out = self._line(bytes(self.buf))
+        out = self._lines([bytes(self.buf)])
         self.buf.clear()
         return out
 

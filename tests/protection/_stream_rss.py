@@ -1,7 +1,9 @@
 """Child process for the streaming memory test: mask N bytes of NDJSON, print peak RSS.
 
-Run as ``python _stream_rss.py TOTAL_BYTES``; prints one JSON line
-``{"in": bytes, "out": bytes, "records": n, "maxrss_mb": x, "baseline_mb": y}``.
+Run as ``python _stream_rss.py TOTAL_BYTES [ndjson|json] [mask|dataplane]``; prints one JSON
+line ``{"in": bytes, "out": bytes, "records": n, "maxrss_mb": x, "baseline_mb": y}``.
+``dataplane`` streams through the data plane's plan (``stream_pipeline``): a row filter,
+a projection, field and detector masking and the watermark.
 """
 
 from __future__ import annotations
@@ -37,8 +39,27 @@ def main() -> None:
     plan = MaskPlan.from_obligation({"fields": {"id_number": {"strategy": "keep", "first": 6, "last": 4},
                                                 "name": {"strategy": "keep", "first": 1},
                                                 "mobile": {"strategy": "redact"}}})
+    pipe = Pipeline(plan)
+    if (sys.argv[3] if len(sys.argv) > 3 else "mask") == "dataplane":
+        from ztgw.gateway.dataplane.obligations import build_plan, start_watermark, stream_pipeline
+        from ztgw.gateway.protection.keys import ProtectionKeys
+        from ztgw.gateway.protection.watermark import Watermarker
+        from ztgw.policies.domain import Decision, Obligation
+
+        keys = ProtectionKeys(b"r" * 32)
+        districts = sorted({r["district_code"] for r in recs})[1:]  # all but one district
+        rplan = build_plan(Decision("allow", "t", "r", obligations=(
+            Obligation("row_filter", {"field": "district_code", "in": districts}),
+            Obligation("project", {"fields": ["id_number", "name", "mobile", "address", "birth_date"]}),
+            Obligation("mask", {"fields": {"name": {"strategy": "pseudonym"},
+                                           "birth_date": {"strategy": "generalize", "to": "year"}},
+                                "detectors": {"cn_id_number": {"strategy": "token"},
+                                              "cn_mobile": {"strategy": "keep", "first": 3, "last": 4}}}),
+            Obligation("watermark", {"scheme": "recipient"}))), keys)
+        start_watermark(rplan, Watermarker(keys.watermark), "alice", "req", "persons")
+        pipe = stream_pipeline(rplan, None)
     baseline = peak_rss_mb()
-    stream = BodyStream(Pipeline(plan), fmt)
+    stream = BodyStream(pipe, fmt)
     sent = out = 0
     if fmt == "json":
         out += len(stream.feed(b'{"page":1,"items":['))
