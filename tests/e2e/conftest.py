@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from scale.services import backend_env  # ZTGW_TEST_BACKEND=postgres: PostgreSQL + Redis
 
 ZTGW = [sys.executable, "-m", "ztgw.gateway"]
 
@@ -73,7 +74,9 @@ def start_processes(home: Path, extra_env: dict[str, str] | None = None,
                     ) -> tuple[RunningGateway, list[subprocess.Popen[bytes]]]:
     """Start a gateway (and, unless ``upstream`` names another one, the demo upstream)."""
     gw_port, up_port = free_port(), free_port()
-    env = {**os.environ, "ZTGW_HOME": str(home), **(extra_env or {})}
+    extra_env = extra_env or {}
+    backend = {} if "ZTGW_DIRECTORY_URL" in extra_env else backend_env()
+    env = {**os.environ, "ZTGW_HOME": str(home), **backend, **extra_env}
     env.pop("ZTGW_CONFIG", None)
     own_upstream = upstream is None
     upstream = upstream or f"http://127.0.0.1:{up_port}"
