@@ -24,9 +24,10 @@ from ztgw.audit.store import AuditStore
 from .admin.api import build_admin_api
 from .catalogue import Catalogue
 from .dataplane.clientip import ClientAddressResolver
+from .dataplane.federation import CompositeVerifier, FederatedIssuer, FederatedVerifier
 from .dataplane.identity_header import load_or_create_key as load_or_create_identity_key
 from .dataplane.obligations import DailyQuota
-from .dataplane.proxy import DataPlane, DataPlaneConfig, Receive, Scope, Send
+from .dataplane.proxy import DataPlane, DataPlaneConfig, Receive, Scope, Send, fail_open_datasets
 from .dataplane.ratelimit import RateLimit, RateLimiter
 from .dataplane.routes import RouteTable
 from .dataplane.signatures import ApiKeyStore, SignatureVerifier
@@ -133,12 +134,17 @@ class Gateway:
         attach_login_extensions(self.identity_web, settings, pepper)
         self.identity_outbox = OutboxRelay(self.directory.engine, self.audit.emit)  # CLI admin events
         protection_keys = ProtectionKeys.load_or_create(settings.keys_dir)
+        self.federation = FederatedVerifier(
+            [FederatedIssuer.parse(raw) for raw in settings.federated_issuers],
+            leeway=settings.token_leeway, linked_user=self.oauth_store.linked_user)
+        routes = RouteTable(self.catalogue.all())
         self.data_plane = DataPlane(
             config=DataPlaneConfig(
                 max_request_body=settings.max_request_body,
                 receive_timeout=settings.request_receive_timeout,
                 identity_key=load_or_create_identity_key(settings.keys_dir),
                 passthrough=settings.data_plane_passthrough,
+                fail_open=fail_open_datasets(settings.fail_open_datasets, routes),
             ),
             upstream=UpstreamPool(UpstreamConfig(
                 connect_timeout=settings.upstream_connect_timeout,
@@ -159,8 +165,8 @@ class Gateway:
             signatures=SignatureVerifier(ApiKeyStore(self.directory)),
             blocklist=self.blocklist,
             entitlements=self.grants.index,
-            routes=RouteTable(self.catalogue.all()),
-            verifier=self.verifier,
+            routes=routes,
+            verifier=CompositeVerifier(self.verifier, self.federation),
             subjects=SubjectResolver(self.directory),
             engine=self.engine,
             audit=self.audit,
@@ -330,6 +336,7 @@ class Gateway:
                         self.changes.start()
                     self.identity_outbox.start()
                     await self.data_plane.start()
+                    self.federation.start()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -340,6 +347,7 @@ class Gateway:
                 if self.changes is not None:
                     self.changes.close()
                 await self.data_plane.stop()
+                self.federation.stop()
                 self.detection.stop()
                 self.pii_sampler.stop()
                 self.audit.close()

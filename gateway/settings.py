@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     )
     data_plane_passthrough: bool = Field(
         False, description="BENCHMARKS ONLY: proxy without authentication, policy, masking, audit")
+    federated_issuers: list[dict[str, Any]] = Field(
+        [], description="bearer tokens of other identity platforms (docs/dataplane.md, federation)")
+    fail_open_datasets: list[str] = Field(
+        [], description="一般 datasets still served when the audit trail is unavailable (never 重要/核心)")
     demo_upstream_url: str = "http://127.0.0.1:8081"
     secret_pepper: SecretStr | None = Field(
         None, description="overrides HOME/keys/pepper (hex) for client-secret hashing"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 ACTIONS = {"GET": "read", "HEAD": "read"}  # the demo data APIs are read-only
 REFUSED_METHODS = frozenset({"TRACE", "CONNECT", "TRACK"})
+log = logging.getLogger("ztgw.dataplane")
 FORWARDED_REQUEST_HEADERS = ("accept", "accept-language", "user-agent")
 MAX_QUERY_BYTES = 4096
 
@@ -109,6 +111,21 @@ class DataPlaneConfig:
     receive_timeout: float
     identity_key: bytes  # HMAC-SM3 key for the X-ZTGW-Identity header sent upstream
     passthrough: bool = False  # benchmarks only: no authentication, decision, masking or audit
+    # 一般 datasets served even when the audit trail cannot take their event (never 重要/核心)
+    fail_open: frozenset[str] = frozenset()
+
+
+def fail_open_datasets(names: list[str], routes: RouteTable) -> frozenset[str]:
+    """Validate ``fail_open_datasets``: each must be a catalogued dataset classified 一般."""
+    known = {d.dataset: d for d in routes.datasets}
+    for name in names:
+        ds = known.get(name)
+        if ds is None:
+            raise ValueError(f"fail_open_datasets: {name!r} is not a catalogued dataset")
+        if ds.classification != Classification.GENERAL:
+            raise ValueError(f"fail_open_datasets: {name!r} is classified "
+                             f"{ds.classification.label}; only 一般 data may fail open")
+    return frozenset(names)
 
 
 class DataPlane:
@@ -167,10 +184,17 @@ class DataPlane:
                 # 重要/核心 data: the event is on disk before a byte of data leaves
                 await waiter
         except AuditUnavailable:
-            await self._send(send, 503, [], error_body(
-                "audit_unavailable", "the audit trail is unavailable; access refused",
-                ex.request_id), ex)
-            return
+            ds = ex.route.dataset if ex.route is not None else None
+            if (ds is None or durable or ds.dataset not in self.config.fail_open
+                    or ds.classification != Classification.GENERAL):
+                await self._send(send, 503, [], error_body(
+                    "audit_unavailable", "the audit trail is unavailable; access refused",
+                    ex.request_id), ex)
+                return
+            # fail-open route (一般 only, configured): served, and counted where operators look
+            self.metrics.audit_events.labels("fail_open_unaudited").inc()
+            log.warning("audit trail unavailable: served a fail-open 一般 request unaudited",
+                        extra={"dataset": ds.dataset, "request_id": ex.request_id})
         await self._send(send, status, out_headers, body, ex)
 
     async def _passthrough(self, scope: Scope, headers: dict[str, str], ex: Exchange,

@@ -19,6 +19,7 @@ class RouteTable:
         enabled = [d for d in datasets if d.enabled]
         # longest prefix first, so /api/a/b wins over /api/a
         self._routes = sorted(enabled, key=lambda d: len(d.route_prefix), reverse=True)
+        self.datasets = tuple(self._routes)
         self.prefixes = tuple(d.route_prefix for d in self._routes)
         self.raw_prefixes = tuple(p.encode() for p in self.prefixes)  # for the raw-path dispatch
 
