@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+
+from ztgw.audit.events import random_hex
 
 from .keys import KeyRing, SigningJWK, canonical_alg
 from .revocation import RevocationList, RevocationUnavailable
@@ -59,6 +60,9 @@ def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
+_HEADERS: dict[bytes, bytes] = {}
+
+
 def sign_compact(header: dict[str, Any], claims: dict[str, Any], key: SigningJWK) -> str:
     """A compact JWS (RFC 7515 §7.1) signed with one of our own keys.
 
@@ -70,7 +74,14 @@ def sign_compact(header: dict[str, Any], claims: dict[str, Any], key: SigningJWK
     alg = header["alg"]
     if alg != key.alg:
         raise ValueError(f"key {key.kid} is for {key.alg}, not {alg}")
-    signing_input = (_b64(orjson.dumps(header)) + b"." + _b64(orjson.dumps(claims)))
+    head = orjson.dumps(header)
+    encoded = _HEADERS.get(head)
+    if encoded is None:  # a handful of distinct headers (alg, kid, typ): encode each once
+        encoded = _b64(head)
+        if len(_HEADERS) > 64:
+            _HEADERS.clear()
+        _HEADERS[head] = encoded
+    signing_input = encoded + b"." + _b64(orjson.dumps(claims))
     if alg == "ES256":
         r, s_ = decode_dss_signature(key.private_key.sign(signing_input, ECDSA(SHA256())))
         sig = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
@@ -110,7 +121,7 @@ class TokenIssuer:
             "iat": now,
             "nbf": now,
             "exp": now + self.ttl,
-            "jti": secrets.token_urlsafe(16),
+            "jti": random_hex(16),  # 128 bits from the OS CSPRNG, read in blocks
         }
         if scope:
             claims["scope"] = scope
