@@ -312,7 +312,10 @@ def build_grants_router(*, service: GrantService, verifier: AccessTokenVerifier,
     @r.get("/consent-requests/{request_id}", tags=["consent"], summary="One consent request")
     async def consent_request_get(request: Request, who: Caller, request_id: str) -> dict[str, Any]:
         cr = service.store.get_consent_request(request_id)
-        if cr is None or (cr.client_id != who[0].client_id and cr.citizen != who[0].name):
+        me = who[0]
+        mine = (cr is not None and ((me.kind == "client" and cr.client_id == me.client_id)
+                                    or (me.kind == "user" and cr.citizen == me.name)))
+        if cr is None or not mine:
             raise AdminError(404, "not_found", "no such consent request")
         return cr.as_dict()
 

@@ -356,6 +356,8 @@ class GrantService:
     def request_consent(self, app: Subject, *, dataset: str, purpose: str, days: int,
                         fields: list[str] | None = None, citizen: str | None = None
                         ) -> ConsentRequest:
+        if app.kind != "client":
+            raise GrantError(403, "access_denied", "only an application asks citizens for consent")
         ds = self.dataset(dataset)
         if not ds.subject_field:
             raise GrantError(400, "invalid_request",

@@ -244,3 +244,10 @@ def test_owner_confirms_a_field_classification(world: World) -> None:
     with pytest.raises(GrantError):
         world.service.confirm_field(approver("zhaolei", POLICE), "enterprise.companies", "name",
                                     "一般", "none")
+
+
+def test_only_applications_ask_for_consent(world: World) -> None:
+    with pytest.raises(GrantError) as exc:
+        world.service.request_consent(citizen("citizen", world.citizen_key),
+                                      dataset="population.persons", purpose="冒充应用", days=1)
+    assert exc.value.status == 403
