@@ -257,7 +257,20 @@ class MaskPlan:
             changed: dict[str, Any] = {}
             if str in kinds:
                 uniq = set(values) if len(kinds) == 1 else {v for v in values if v.__class__ is str}
-                for v in uniq.difference(self._clean):
+                candidates = list(uniq.difference(self._clean))
+                # whole values, grouped by detector and masked through each strategy's column form
+                groups: dict[str, list[str]] = {}
+                free: list[str] = []
+                for v, kind in zip(candidates, map(classify, candidates), strict=True):
+                    if kind is not None:
+                        groups.setdefault(kind, []).append(v)
+                    elif len(v) >= _FREE_TEXT_MIN:
+                        free.append(v)
+                for kind, group in groups.items():
+                    masker = self.types.get(kind)
+                    if masker is not None:
+                        changed.update(zip(group, column_of(masker)(group), strict=True))
+                for v in free:  # identifiers embedded in free text
                     new, hit = text(v)
                     if hit:
                         changed[v] = new
