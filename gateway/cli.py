@@ -196,7 +196,13 @@ def initialise(settings: Settings) -> dict[str, Any]:
 def init(ctx: typer.Context,
          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Create keys, databases and the default (deny-all) policy under the home (idempotent)."""
-    out = initialise(ctx.obj)
+    import sqlalchemy as sa
+
+    try:
+        out = initialise(ctx.obj)
+    except sa.exc.SQLAlchemyError as exc:  # an unreachable directory_url: no URL (a password)
+        err.print(f"cannot use the database: {type(getattr(exc, 'orig', None) or exc).__name__}")
+        raise typer.Exit(2) from exc
     if as_json:
         _print_json(out)
     else:
@@ -249,9 +255,15 @@ def serve(
 
 # --- users and clients ---------------------------------------------------------------------
 def _initialised(settings: Settings) -> bool:
+    import sqlalchemy as sa
+
     from .state.database import is_initialised
 
-    return is_initialised(settings)
+    try:
+        return is_initialised(settings)
+    except sa.exc.SQLAlchemyError as exc:
+        err.print(f"cannot use the database: {type(getattr(exc, 'orig', None) or exc).__name__}")
+        raise typer.Exit(2) from exc
 
 
 def _open_directory(settings: Settings) -> Any:

@@ -31,12 +31,9 @@ def open_directory(settings: Settings, migrate: bool = True) -> Directory:
 
 def is_initialised(settings: Settings) -> bool:
     """Whether ``ztgw init`` ran for this home's database (a PostgreSQL directory counts when
-    it carries a schema revision)."""
+    it carries a schema revision).  An unreachable database raises ``SQLAlchemyError``."""
     if settings.directory_url is None:
         return settings.db_path.exists()
     from ..migrations import current
 
-    try:
-        return bool(current(open_engine_for(settings)))
-    except sa.exc.SQLAlchemyError:
-        return False
+    return bool(current(open_engine_for(settings)))
