@@ -59,6 +59,7 @@ from .settings import Settings
 from .state.database import open_directory
 from .state.limits import RedisQuotaStore, RedisRateLimitStore
 from .state.notify import ChangeBus
+from .tracing import Tracing
 
 VERSION = pkg_version("ztgw")
 DATA_PLANE_ROOT = b"/api/"
@@ -138,6 +139,7 @@ class Gateway:
             [FederatedIssuer.parse(raw) for raw in settings.federated_issuers],
             leeway=settings.token_leeway, linked_user=self.oauth_store.linked_user)
         routes = RouteTable(self.catalogue.all())
+        self.tracing = Tracing(settings, VERSION)
         self.data_plane = DataPlane(
             config=DataPlaneConfig(
                 max_request_body=settings.max_request_body,
@@ -166,6 +168,7 @@ class Gateway:
             blocklist=self.blocklist,
             entitlements=self.grants.index,
             routes=routes,
+            tracer=self.tracing.tracer,
             verifier=CompositeVerifier(self.verifier, self.federation),
             subjects=SubjectResolver(self.directory),
             engine=self.engine,
@@ -348,6 +351,7 @@ class Gateway:
                     self.changes.close()
                 await self.data_plane.stop()
                 self.federation.stop()
+                self.tracing.shutdown()
                 self.detection.stop()
                 self.pii_sampler.stop()
                 self.audit.close()

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         [], description="bearer tokens of other identity platforms (docs/dataplane.md, federation)")
     fail_open_datasets: list[str] = Field(
         [], description="一般 datasets still served when the audit trail is unavailable (never 重要/核心)")
+    otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces")
+    otel_service_name: str = "ztgw"
+    otel_export_delay: float = Field(1.0, gt=0, le=60, description="seconds between span batches")
     demo_upstream_url: str = "http://127.0.0.1:8081"
     secret_pepper: SecretStr | None = Field(
         None, description="overrides HOME/keys/pepper (hex) for client-secret hashing"

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.events import access_event
@@ -97,6 +98,9 @@ class Exchange:
     data: dict[str, Any] | None = None
     watermark_id: str | None = None
     token_fingerprint: str | None = None
+    status: int = 0
+    error_code: str | None = None
+    span: Any = None  # an OpenTelemetry span when tracing is on
 
 
 class Entitlements(Protocol):
@@ -113,6 +117,33 @@ class DataPlaneConfig:
     passthrough: bool = False  # benchmarks only: no authentication, decision, masking or audit
     # 一般 datasets served even when the audit trail cannot take their event (never 重要/核心)
     fail_open: frozenset[str] = frozenset()
+
+
+def end_span(ex: Exchange) -> None:
+    """Close the request's span with what the audit event says — no personal data: the route
+    template, not the path (a record path holds an ID number), the application, not the user."""
+    span = ex.span
+    attrs: dict[str, Any] = {"http.response.status_code": ex.status}
+    if ex.route is not None:
+        ds = ex.route.dataset
+        attrs["http.route"] = ds.route_prefix + ("/{id}" if ex.route.record_id else "")
+        attrs["ztgw.dataset"] = ds.dataset
+        attrs["ztgw.classification"] = ds.classification.label
+        span.update_name(f"{ex.method} {attrs['http.route']}")
+    if ex.subject is not None:
+        attrs["ztgw.client_id"] = ex.subject.client_id
+    if ex.decision is not None:
+        attrs["ztgw.decision"] = ex.decision.effect
+        if ex.decision.rule_id:
+            attrs["ztgw.rule_id"] = ex.decision.rule_id
+    if ex.data is not None:
+        attrs["ztgw.records"] = int(ex.data.get("records") or 0)
+    if ex.error_code:
+        attrs["error.type"] = ex.error_code
+    span.set_attributes(attrs)
+    if ex.status >= 500:
+        span.set_status(Status(StatusCode.ERROR, ex.error_code or str(ex.status)))
+    span.end()
 
 
 def fail_open_datasets(names: list[str], routes: RouteTable) -> frozenset[str]:
@@ -135,8 +166,9 @@ class DataPlane:
                  limiter: RateLimiter, keys: ProtectionKeys, watermarker: Watermarker,
                  signatures: SignatureVerifier | None = None,
                  blocklist: Blocklist | None = None, quota: DailyQuota | None = None,
-                 entitlements: Entitlements | None = None) -> None:
+                 entitlements: Entitlements | None = None, tracer: Any = None) -> None:
         self.config, self.routes, self.verifier = config, routes, verifier
+        self.tracer = tracer  # OpenTelemetry tracer, or None (gateway/tracing.py)
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
         self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
         self.keys, self.watermarker = keys, watermarker
@@ -169,6 +201,18 @@ class DataPlane:
         if self.config.passthrough:
             await self._passthrough(scope, headers, ex, send)
             return
+        if self.tracer is None:
+            await self._serve(scope, receive, send, headers, ex)
+            return
+        ex.span = self.tracer.start_span("data-api", kind=SpanKind.SERVER, attributes={
+            "http.request.method": ex.method, "ztgw.request_id": ex.request_id})
+        try:
+            await self._serve(scope, receive, send, headers, ex)
+        finally:
+            end_span(ex)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str],
+                     ex: Exchange) -> None:
         try:
             status, out_headers, body, durable = await self._handle(scope, receive, headers, ex)
         except GatewayError as err:
@@ -422,6 +466,9 @@ class DataPlane:
         if ex.source_ip:
             fwd["x-forwarded-for"] = ex.source_ip
         fwd["x-forwarded-proto"] = "http"
+        if ex.span is not None:  # W3C trace context: the upstream's spans hang under ours
+            ctx = ex.span.get_span_context()
+            fwd["traceparent"] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
         fwd[IDENTITY_HEADER] = sign_identity(self.config.identity_key, {
             "sub": subject.id, "client_id": subject.client_id, "department": subject.department,
             "rid": ex.request_id, "rule": decision.rule_id,
@@ -472,6 +519,7 @@ class DataPlane:
         return self.audit.emit_async(event, wait=wait)
 
     async def _fail(self, err: GatewayError, ex: Exchange, send: Send) -> None:
+        ex.error_code = err.code
         # the answer is already a refusal, so a full audit queue cannot serve data unaudited
         with contextlib.suppress(AuditUnavailable):
             self._audit(ex, err.status, "failure", {"code": err.code, "message": err.message})
@@ -481,6 +529,7 @@ class DataPlane:
 
     async def _send(self, send: Send, status: int, headers: list[tuple[bytes, bytes]],
                     body: bytes, ex: Exchange, content_type: bytes | None = None) -> None:
+        ex.status = status
         hdrs = list(headers)
         if content_type is not None or not any(k == b"content-type" for k, _ in hdrs):
             hdrs.append((b"content-type", content_type or b"application/json"))
