@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from identity.browser import Browser, Page
+from identity.browser import Browser, Page, exchange
 
 from .conftest import ZTGW, RunningGateway, start_processes, stop_processes
 
@@ -96,11 +96,14 @@ def _fill_spool(gw: RunningGateway, home: Path) -> None:
     raise AssertionError(f"the audit spool under {home} never filled")
 
 
+@pytest.mark.slow
 def test_no_audit_no_token_no_login(starved: RunningGateway) -> None:
     gw = starved
     user = gw.accounts["users"][0]
     # while the trail works, tokens and sign-ins work
     assert gw.token("demo-hrss")
+    signed_in = Browser(gw.base)
+    cb, code_req = signed_in.sign_in(PORTAL, PORTAL_REDIRECT, user["username"], user["password"])
     browser = Browser(gw.base)
     res, _req = browser.authorize(PORTAL, PORTAL_REDIRECT)
     assert isinstance(res, Page)
@@ -112,6 +115,11 @@ def test_no_audit_no_token_no_login(starved: RunningGateway) -> None:
     assert r.json()["error"] == "temporarily_unavailable" and "access_token" not in r.text
     assert r.headers["cache-control"] == "no-store"
 
+    # a code obtained before is not redeemed (and stays unconsumed); an SSO session gets no code
+    r = exchange(gw.base, code_req, cb.params["code"])
+    assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
+    again, _ = signed_in.authorize(PORTAL, PORTAL_REDIRECT)
+    assert isinstance(again, Page) and again.status == 503 and "code=" not in again.text
     # the login form: right password, no session cookie, a clear page
     r2 = browser.client.post("/login", data={**res.fields, "username": user["username"],
                                              "password": user["password"]})
