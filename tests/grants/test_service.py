@@ -251,3 +251,14 @@ def test_only_applications_ask_for_consent(world: World) -> None:
         world.service.request_consent(citizen("citizen", world.citizen_key),
                                       dataset="population.persons", purpose="冒充应用", days=1)
     assert exc.value.status == 403
+
+
+def test_a_second_vote_by_the_same_approver_is_impossible_in_the_store(world: World) -> None:
+    """The race the service's own check cannot see: the primary key refuses the second row."""
+    r = world.service.create_request(app("demo-research"), dataset="population.persons",
+                                     fields=["id_number"], purpose="核对", days=3)
+    store = world.grants.store
+    assert store.record_approval(r.id, "user:zhaolei", "approve", "同意")
+    assert not store.record_approval(r.id, "user:zhaolei", "approve", "再次")
+    assert store.record_approval(r.id, "user:sunli", "approve", "同意")
+    assert sorted(a.approver for a in store.get_request(r.id).approvals) == ["user:sunli", "user:zhaolei"]
