@@ -147,6 +147,7 @@ class Gateway:
                 identity_key=load_or_create_identity_key(settings.keys_dir),
                 passthrough=settings.data_plane_passthrough,
                 fail_open=fail_open_datasets(settings.fail_open_datasets, routes),
+                cert_clients=dict(settings.client_certificates),
             ),
             upstream=UpstreamPool(UpstreamConfig(
                 connect_timeout=settings.upstream_connect_timeout,

@@ -249,8 +249,26 @@ def serve(
         workers=workers, loop="uvloop", log_level="warning",
         http=partial(DeadlineProtocol, request_deadline=settings.request_receive_timeout),  # type: ignore[arg-type]
         access_log=False, server_header=False, proxy_headers=False, lifespan="on",
-        timeout_keep_alive=30,
+        timeout_keep_alive=30, **_tls_options(settings),
     )
+
+
+def _tls_options(settings: Any) -> dict[str, Any]:
+    """uvicorn's TLS arguments: HTTPS when a certificate is configured; with a client CA, a
+    client certificate is asked for (optional) and verified against it (mTLS)."""
+    if settings.tls_certfile is None:
+        if settings.tls_client_ca is not None:
+            err.print("tls_client_ca needs tls_certfile and tls_keyfile")
+            raise typer.Exit(2)
+        return {}
+    import ssl
+
+    opts: dict[str, Any] = {"ssl_certfile": str(settings.tls_certfile),
+                            "ssl_keyfile": str(settings.tls_keyfile or settings.tls_certfile)}
+    if settings.tls_client_ca is not None:
+        opts["ssl_ca_certs"] = str(settings.tls_client_ca)
+        opts["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
+    return opts
 
 
 # --- users and clients ---------------------------------------------------------------------

@@ -10,6 +10,8 @@ it when the whole request (headers and body) has arrived; if it fires first, the
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import secrets
 from typing import Any
 
@@ -57,6 +59,18 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+def peer_certificate_sha256(transport: asyncio.BaseTransport) -> str | None:
+    """SHA-256 of the DER client certificate the TLS layer verified, as base64url (RFC 8705
+    ``x5t#S256``); ``None`` without TLS or without a client certificate."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
 DEFAULT_REQUEST_DEADLINE = 10.0  # seconds to receive a whole request once it has begun
 
 
@@ -65,6 +79,7 @@ class DeadlineProtocol(HttpToolsProtocol):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline = request_deadline
+        self._peer_cert_sha256: str | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
 
     def _arm(self) -> None:
@@ -78,6 +93,7 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._peer_cert_sha256 = peer_certificate_sha256(transport)
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._arm()  # the first request must begin *and* complete within the deadline
 
@@ -87,6 +103,8 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._peer_cert_sha256 is not None:  # a verified TLS client certificate (mTLS)
+            self.scope["ztgw.peer_cert_sha256"] = self._peer_cert_sha256  # type: ignore[typeddict-unknown-key]
         self._arm()
 
     def on_message_complete(self) -> None:

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         [], description="bearer tokens of other identity platforms (docs/dataplane.md, federation)")
     fail_open_datasets: list[str] = Field(
         [], description="一般 datasets still served when the audit trail is unavailable (never 重要/核心)")
+    tls_certfile: Path | None = Field(None, description="serve HTTPS with this certificate (PEM)")
+    tls_keyfile: Path | None = Field(None, description="the certificate's private key (PEM)")
+    tls_client_ca: Path | None = Field(
+        None, description="CA bundle for client certificates (mTLS); a verified one may identify a client")
+    client_certificates: dict[str, str] = Field(
+        {}, description="client certificate SHA-256 (base64url, RFC 8705 x5t#S256) → client id")
     otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces")
     otel_service_name: str = "ztgw"
     otel_export_delay: float = Field(1.0, gt=0, le=60, description="seconds between span batches")
@@ -183,7 +189,8 @@ class Settings(BaseSettings):
     # --- derived paths -------------------------------------------------------------------
     @property
     def effective_issuer(self) -> str:
-        return (self.issuer or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.tls_certfile is not None else "http"
+        return (self.issuer or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
     @property
     def db_path(self) -> Path:

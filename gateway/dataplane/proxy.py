@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -117,6 +118,19 @@ class DataPlaneConfig:
     passthrough: bool = False  # benchmarks only: no authentication, decision, masking or audit
     # 一般 datasets served even when the audit trail cannot take their event (never 重要/核心)
     fail_open: frozenset[str] = frozenset()
+    # verified TLS client certificates (SHA-256, base64url) that identify a client (mTLS)
+    cert_clients: dict[str, str] = field(default_factory=dict)
+
+
+CERT_IDENTITY_SECONDS = 60  # the "token" a certificate stands for lives as long as this
+
+
+def certificate_identity(client_id: str, x5t: str) -> AccessToken:
+    """A verified client certificate mapped to a client acts as that client (RFC 8705's
+    ``tls_client_auth`` idea, without a token): roles from the directory as for any client."""
+    return AccessToken(subject=f"client:{client_id}", client_id=client_id, scope=frozenset(),
+                       expires_at=int(time.time()) + CERT_IDENTITY_SECONDS,
+                       jti=f"mtls:{x5t[:32]}", claims={"cnf": {"x5t#S256": x5t}, "amr": ["mtls"]})
 
 
 def end_span(ex: Exchange) -> None:
@@ -289,8 +303,12 @@ class DataPlane:
             raise MethodNotAllowed(f"{method} is not allowed on this data API")
         body_in = await self._drain_body(scope, receive, headers)
 
-        if headers.get("authorization", "").startswith(SIGNATURE_SCHEME + " "):
-            at = self._signed_request(headers["authorization"], method, path, params, body_in)
+        authorization = headers.get("authorization", "")
+        peer_cert = scope.get("ztgw.peer_cert_sha256")
+        if authorization.startswith(SIGNATURE_SCHEME + " "):
+            at = self._signed_request(authorization, method, path, params, body_in)
+        elif not authorization and peer_cert is not None and peer_cert in self.config.cert_clients:
+            at = certificate_identity(self.config.cert_clients[peer_cert], peer_cert)
         else:
             token = self._bearer(headers, params)
             try:
@@ -298,6 +316,13 @@ class DataPlane:
             except TokenInvalid as exc:
                 self.metrics.authn_failures.labels(exc.reason).inc()
                 raise Unauthenticated(str(exc), code="invalid_token") from exc
+            cnf = at.claims.get("cnf")
+            bound = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+            if bound is not None and not hmac.compare_digest(str(bound), peer_cert or ""):
+                # RFC 8705 §3: a certificate-bound token is used with that certificate only
+                self.metrics.authn_failures.labels("certificate_mismatch").inc()
+                raise Unauthenticated("the token is bound to another client certificate",
+                                      code="invalid_token")
         if at.jti:
             # SM3 of the token id: lets detection follow one token without logging the token
             ex.token_fingerprint = sm3.digest(at.jti.encode()).hex()[:32]

@@ -120,7 +120,8 @@ def test_a_federated_service_token_acts_as_its_mapped_local_client(
 
 
 @pytest.mark.parametrize("case", ["unmapped_app", "wrong_audience", "expired", "hs256_with_public_key",
-                                  "foreign_jku", "unlinked_user", "id_token_typ", "wrong_issuer_key"])
+                                  "foreign_jku", "unlinked_user", "id_token_typ", "wrong_issuer_key",
+                                  "bound_to_a_certificate"])
 def test_forged_or_foreign_federated_tokens_are_refused(
         federated: tuple[RunningGateway, _Jwks, ECKey], case: str) -> None:
     gw, province, key = federated
@@ -142,6 +143,8 @@ def test_forged_or_foreign_federated_tokens_are_refused(
         token = _mint(key, sub="citizen-123")  # a user of the province, not linked here
     elif case == "id_token_typ":
         token = _mint(key, typ="JWT")
+    elif case == "bound_to_a_certificate":  # RFC 8705: usable only with that client certificate
+        token = _mint(key, cnf={"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"})
     else:
         token = _mint(stranger)
     r = _get(gw, token)
