@@ -89,9 +89,10 @@ def start_processes(home: Path, extra_env: dict[str, str] | None = None,
     procs.append(subprocess.Popen([*ZTGW, "serve", "--port", str(gw_port)], env=env))
     base = f"http://127.0.0.1:{gw_port}"
     try:
+        # generous bounds: a shared 2-core machine under load starts these in 15-30 s
         if own_upstream:
-            wait_http(f"{upstream}/api/population/persons?size=1", procs[0])
-        wait_http(f"{base}/readyz", procs[-1])
+            wait_http(f"{upstream}/api/population/persons?size=1", procs[0], timeout=90)
+        wait_http(f"{base}/readyz", procs[-1], timeout=90)
     except Exception:
         stop_processes(procs)
         raise
