@@ -81,7 +81,7 @@ def test_request_approve_read_revoke_in_the_console(gateway: RunningGateway, bro
                    headers={"Authorization": f"Bearer {app}"},
                    json={"dataset": "enterprise.companies", "fields": ["uscc", "name", "industry"],
                          "purpose": "产业园区企业布局研究", "days": 90, "row_field": "district",
-                         "row_values": ["吴江区", "姑苏区"], "rows_per_day": 500})
+                         "row_values": ["南山区"], "rows_per_day": 500})
     assert r.status_code == 201, r.text
     request_id = r.json()["id"]
 
@@ -98,8 +98,8 @@ def test_request_approve_read_revoke_in_the_console(gateway: RunningGateway, bro
 
     got = call(gw, app, path)
     assert got.status_code == 200, got.text
-    items = got.json()["items"]
-    assert all(set(i) == {"uscc", "name", "industry"} for i in items)
+    items = got.json()["items"]  # one district: the row scope is pushed down to the upstream
+    assert items and all(set(i) == {"uscc", "name", "industry"} for i in items)
 
     page.click("a[href^='/console/grants/grant-']")
     assert "生效中" in page.locator("#grant-status").inner_text()
