@@ -367,8 +367,9 @@ def _compile_fields(maskers: Mapping[str, Masker], paths: tuple[tuple[str, tuple
     variables, never written into the source.
 
     Returns (loop or None, the labels it covers in order, the other fields, the labels of
-    the paths it covers). Fields come before paths, as in :meth:`MaskPlan.record`; a path on
-    a key that another (non-inline) field masks stays out of the loop to keep that order."""
+    the paths it covers). Fields come before paths, as in :meth:`MaskPlan.record`; only the
+    leading run of simple paths joins the loop, and none on a key that a non-inline field
+    masks, so every value sees its maskers in the order :meth:`MaskPlan.record` applies them."""
     entries: list[tuple[str, str, Masker, bool]] = []  # (label, key, masker, is_path)
     others: list[tuple[str, Masker]] = []
     for name, masker in maskers.items():
@@ -377,10 +378,11 @@ def _compile_fields(maskers: Mapping[str, Masker], paths: tuple[tuple[str, tuple
         else:
             others.append((name, masker))
     later = {n for n, _ in others}
-    for label, parts, masker in paths:
-        if (len(parts) == 1 and parts[0] != "*" and parts[0] not in later
+    for label, parts, masker in paths:  # only a leading run of paths: they keep their order
+        if not (len(parts) == 1 and parts[0] != "*" and parts[0] not in later
                 and getattr(masker, "inline", None) is not None):
-            entries.append((label, parts[0], masker, True))
+            break
+        entries.append((label, parts[0], masker, True))
     if not entries:
         return None, (), others, frozenset()
     env: dict[str, Any] = {"M": _MISSING, "len": len, "str": str, "list": list}
