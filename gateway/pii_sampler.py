@@ -18,6 +18,8 @@ personal-information flags.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import queue
 import random
 import re
@@ -25,6 +27,7 @@ import sqlite3
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +39,6 @@ import typer
 
 from .protection.detectors import classify
 from .protection.scan import scan_records
-from .protection.streaming import BodyStream, Pipeline, StreamError
 
 __all__ = ["PiiSampler", "SampledStore", "SamplerSettings", "sampled_findings", "scan_pii_command"]
 
@@ -82,39 +84,118 @@ def safe_field(path: str) -> str:
     return ".".join(parts)[:MAX_NAME]
 
 
-class _Collect(Pipeline):
-    """A protection pipeline that only collects the records (bounded)."""
+class SampleError(ValueError):
+    """The sampled answer cannot be read (bad encoding, not the declared format)."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.got: list[dict[str, Any]] = []
-        self.limit = limit
-        self.header: list[str] = []
 
-    def record(self, rec: Any) -> Any:
-        if isinstance(rec, dict) and len(self.got) < self.limit:
-            self.got.append(rec)
-        return rec
+def _decode(body: bytes, encoding: str, limit: int) -> tuple[bytes, bool]:
+    """The decoded body, at most ``limit`` bytes, and whether it was cut there (decompression
+    bombs stop at the limit)."""
+    enc = (encoding or "identity").strip().lower()
+    if enc in ("identity", ""):
+        return body[:limit], len(body) > limit
+    if enc in ("gzip", "x-gzip", "deflate"):
+        d = zlib.decompressobj(47 if enc != "deflate" else 15)
+        try:
+            out = d.decompress(body, limit)
+        except zlib.error:
+            if enc != "deflate":
+                raise SampleError("bad gzip body") from None
+            try:  # raw deflate, as some servers send it
+                d = zlib.decompressobj(-15)
+                out = d.decompress(body, limit)
+            except zlib.error:
+                raise SampleError("bad deflate body") from None
+        return out, bool(d.unconsumed_tail) or len(out) >= limit
+    if enc == "br":
+        import brotli
 
-    def csv_header(self, header: list[str]) -> None:
-        self.header = list(header)
+        br = brotli.Decompressor()
+        buf = bytearray()
+        try:
+            for i in range(0, len(body), 256):
+                buf += br.process(body[i:i + 256])
+                if len(buf) >= limit:
+                    return bytes(buf[:limit]), True
+        except brotli.error:
+            raise SampleError("bad brotli body") from None
+        return bytes(buf), False
+    raise SampleError(f"unsupported content coding {enc!r}")
 
-    def csv_row(self, row: list[str]) -> None:
-        if len(self.got) < self.limit:
-            self.got.append(dict(zip(self.header, row, strict=False)))
+
+def _json_records(text: bytes, cut: bool, limit: int) -> list[dict[str, Any]]:
+    if not cut:
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:  # ends badly: the whole records before the damage count
+            got = _json_records(text, True, limit)
+            if not got:
+                raise SampleError("not JSON") from None
+            return got
+        recs = doc.get("items") if isinstance(doc, dict) else doc
+        if isinstance(doc, dict) and not isinstance(recs, list):
+            recs = [doc]
+        return [r for r in recs[:limit] if isinstance(r, dict)] if isinstance(recs, list) else []
+    # cut off: the whole elements of the records array (a page's "items", or a bare array)
+    import json
+
+    start = text.decode("utf-8", "ignore")  # a character cut at the limit is dropped
+    if start.lstrip().startswith("["):
+        pos = start.index("[") + 1
+    else:
+        m = re.search(r'"items"\s*:\s*\[', start)
+        if m is None:
+            return []
+        pos = m.end()
+    dec = json.JSONDecoder()
+    out: list[dict[str, Any]] = []
+    n = len(start)
+    while pos < n and len(out) < limit:
+        while pos < n and start[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= n or start[pos] == "]":
+            break
+        try:
+            rec, pos = dec.raw_decode(start, pos)
+        except ValueError:
+            break  # the element cut at the byte limit
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
 
 
 def records_from(body: bytes, fmt: str, encoding: str = "identity", *, max_bytes: int,
                  max_records: int = 500) -> list[dict[str, Any]]:
-    """The whole records within the first ``max_bytes`` of ``body`` (a cut-off record at the
-    end is left out).  Raises :class:`StreamError` on a malformed body."""
-    pipe = _Collect(max_records)
-    stream = BodyStream(pipe, fmt, encoding or "identity", max_output=8 * max_bytes)
-    stream.feed(body[:max_bytes])
-    if len(body) <= max_bytes:
-        with contextlib.suppress(StreamError):  # a body that ends badly: what was read counts
-            stream.close()
-    return pipe.got
+    """The whole records within the first ``max_bytes`` of the (decoded) ``body``; a record
+    cut at the limit is left out.  Raises :class:`SampleError` on a body it cannot read."""
+    text, cut = _decode(body, encoding, max_bytes)
+    if fmt == "json":
+        return _json_records(text, cut, max_records)
+    lines = text.splitlines()
+    if cut and lines:
+        lines = lines[:-1]  # the last line may be cut
+    if fmt == "ndjson":
+        out: list[dict[str, Any]] = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise SampleError("not NDJSON") from None
+            if isinstance(rec, dict):
+                out.append(rec)
+            if len(out) >= max_records:
+                break
+        return out
+    if fmt == "csv":
+        rows = csv.reader(io.StringIO("\n".join(line.decode("utf-8", "replace") for line in lines)))
+        header = next(rows, None)
+        if not header:
+            return []
+        return [dict(zip(header, row, strict=False))
+                for row, _ in zip(rows, range(max_records), strict=False)]
+    raise SampleError(f"unsupported format {fmt!r}")
 
 
 @dataclass(frozen=True, slots=True)

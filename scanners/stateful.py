@@ -82,6 +82,9 @@ def get(ev: Event, *path: str) -> Any:
     return cur
 
 
+_EMPTY: dict[str, Any] = {}  # read-only stand-in for a missing object
+
+
 class View:
     """The fields the detectors read, taken from an ECS event once (not once per detector)."""
 
@@ -89,32 +92,33 @@ class View:
                  "nbytes", "outcome", "path", "records", "status", "token", "user", "user_id")
 
     def __init__(self, ev: Event) -> None:
-        e = ev.get("event") or {}
+        get = ev.get
+        e = get("event") or _EMPTY
         self.dataset = e.get("dataset")
         self.action = e.get("action")
         self.outcome = e.get("outcome")
-        u = ev.get("user") or {}
+        u = get("user") or _EMPTY
         self.user = u.get("name")
         self.user_id = u.get("id")
-        self.ip = (ev.get("source") or {}).get("ip")
-        z = ev.get("ztgw") or {}
-        self.client = (z.get("oidc") or {}).get("client_id")
+        self.ip = (get("source") or _EMPTY).get("ip")
+        z = get("ztgw") or _EMPTY
+        self.client = (z.get("oidc") or _EMPTY).get("client_id")
         tok = z.get("credential") or z.get("token")
-        tok = tok if isinstance(tok, dict) else {}
+        if tok.__class__ is not dict:
+            tok = _EMPTY
         self.token = tok.get("fingerprint") or tok.get("id")
-        d = z.get("data") or {}
+        d = z.get("data") or _EMPTY
         self.records = d.get("records")
         self.classification = d.get("classification")
         self.data_dataset = d.get("dataset")
-        http = ev.get("http") or {}
-        resp = http.get("response") or {}
+        resp = (get("http") or _EMPTY).get("response") or _EMPTY
         size = d.get("bytes")
-        if not isinstance(size, int):
-            size = (resp.get("body") or {}).get("bytes")
+        if size.__class__ is not int:
+            size = (resp.get("body") or _EMPTY).get("bytes")
         self.nbytes = size
-        self.agent = (ev.get("user_agent") or {}).get("original")
+        self.agent = (get("user_agent") or _EMPTY).get("original")
         self.status = resp.get("status_code")
-        self.path = (ev.get("url") or {}).get("path")
+        self.path = (get("url") or _EMPTY).get("path")
 
 
 class Window:

@@ -99,7 +99,8 @@ def test_only_whole_records_within_the_byte_cap_and_bad_input(tmp_path: Path) ->
     assert fields(tmp_path, "tax.records")["id_number"] == "cn_id_number"  # gzip decoded
     names = {d["dataset"] for d in sampled_findings(tmp_path / "pii.db")}
     assert "not.data" not in names and "worse.json" not in names
-    assert "bad.json" in names  # the whole record before the cut counts; nothing raised
+    assert "bad.json" in names  # the whole record before the damage counts
+    assert s.failed == 1  # worse.json: counted, not raised (and no body in the log)
 
 
 def test_field_names_that_are_personal_data_are_not_stored() -> None:
@@ -113,3 +114,25 @@ def test_stopped_sampler_takes_nothing(tmp_path: Path) -> None:
     s = PiiSampler(tmp_path / "pii.db", SamplerSettings(rate=1.0, interval=0.0))
     s.offer("population.persons", "application/json", page(3))  # not started
     assert s.offered == 0 and sampled_findings(tmp_path / "pii.db") == []
+
+
+def test_compressed_answers_decode_within_the_cap() -> None:
+    import brotli
+
+    from ztgw.gateway.pii_sampler import SampleError, records_from
+
+    bomb = gzip.compress(b'{"items": [' + b'{"mobile": "13812345678"},' * 2_000_000 + b"{}]}")
+    assert len(bomb) < 200_000
+    recs = records_from(bomb, "json", "gzip", max_bytes=4096)
+    assert 0 < len(recs) <= 4096 // 20  # decoded no further than the cap
+    recs = records_from(brotli.compress(page(5)), "json", "br", max_bytes=65536)
+    assert [r["seq"] for r in recs] == [0, 1, 2, 3, 4]
+    csv_recs = records_from(b"id_number,x\n310114195604018463,1\n440524188001010014,2\n4405", "csv",
+                            max_bytes=50)
+    assert csv_recs == [{"id_number": "310114195604018463", "x": "1"}]  # the cut line left out
+    for bad, enc in ((b"not gzip", "gzip"), (b"x", "compress")):
+        try:
+            records_from(bad, "json", enc, max_bytes=100)
+        except SampleError:
+            continue
+        raise AssertionError(enc)
