@@ -25,7 +25,7 @@ from .conftest import ZTGW, RunningGateway, free_port, start_processes, stop_pro
 pytestmark = pytest.mark.e2e
 
 PORTAL_REDIRECT = "http://127.0.0.1:8090/callback"
-OWNER_PASSWORD = "Demo-Owner-2026!"  # noqa: S105 - demo realm password (README)
+OWNER_PASSWORD = "Demo-Owner-2026!"  # demo realm password (README)
 
 
 @pytest.fixture(scope="module")
