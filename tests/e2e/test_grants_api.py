@@ -175,6 +175,9 @@ def test_core_data_needs_two_distinct_approvers(pair: tuple[RunningGateway, str]
     got = data(gw.base, app, "/api/population/persons?size=3")
     assert got.status_code == 200
     assert all(set(i) == {"id_number", "district"} for i in got.json()["items"])
+    # approval time (request → decision) is exported
+    metrics = httpx.get(f"{gw.base}/metrics", timeout=30).text
+    assert 'ztgw_grant_approval_seconds_count{outcome="approved"}' in metrics
 
 
 def test_requester_cannot_approve_their_own_request(pair: tuple[RunningGateway, str],
