@@ -261,11 +261,15 @@ class MaskPlan:
                 # whole values, grouped by detector and masked through each strategy's column form
                 groups: dict[str, list[str]] = {}
                 free: list[str] = []
-                for v, kind in zip(candidates, map(classify, candidates), strict=True):
-                    if kind is not None:
-                        groups.setdefault(kind, []).append(v)
-                    elif len(v) >= _FREE_TEXT_MIN:
-                        free.append(v)
+                found = list(map(classify, candidates))
+                if len(set(found)) == 1 and found and found[0] is not None:
+                    groups[found[0]] = candidates  # one kind for the whole column (the common case)
+                else:
+                    for v, kind in zip(candidates, found, strict=True):
+                        if kind is not None:
+                            groups.setdefault(kind, []).append(v)
+                        elif len(v) >= _FREE_TEXT_MIN:
+                            free.append(v)
                 for kind, group in groups.items():
                     masker = self.types.get(kind)
                     if masker is not None:

@@ -98,3 +98,12 @@ def test_column_watermarking_equals_record_by_record(recs: list[dict[str, Any]])
         p2.record(r)
     assert batch == single
     assert p1.bits == p2.bits
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(TEXT, max_size=20), spec=st.sampled_from(SPECS))
+def test_column_forms_of_all_string_columns(values: list[str], spec: dict[str, Any]) -> None:
+    masker = compile_masker(spec, KEYS)
+    column = getattr(masker, "column", None)
+    if column is not None:
+        assert column(list(values)) == [masker(v) for v in values]
