@@ -51,6 +51,7 @@ from .identity.tokens import AccessTokenVerifier, TokenIssuer
 from .identity.totp import SecretSealer
 from .identity.web import IdentityWeb
 from .metrics import Metrics
+from .pii_sampler import sampled_findings
 from .policy_runtime import PolicyRuntime
 from .protection.cli import REGISTRY_FILE as WATERMARK_REGISTRY
 from .protection.keys import ProtectionKeys
@@ -188,7 +189,8 @@ class Gateway:
         self.api.mount("/admin/v1", admin_api)
         self.api.include_router(Console(
             service=self.grants.service, sessions=self.sessions, csrf=CsrfGuard(pepper),
-            directory=self.directory, engine=self.engine, audit_store=self._audit_reader).router())
+            directory=self.directory, engine=self.engine, audit_store=self._audit_reader,
+            pii_findings=lambda ds: sampled_findings(self.pii_sampler.path, ds)).router())
         self._audit_store: AuditStore | None = None
 
     def _audit_reader(self) -> AuditStore:

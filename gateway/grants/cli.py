@@ -343,16 +343,6 @@ def datasets_confirm(ctx: typer.Context, dataset: str, field: str, as_user: AsUs
     _print_json(dataset_dict(d)) if as_json else print(f"{dataset}.{field} confirmed")
 
 
-# what a detector found in a field suggests for its classification and PI flag (GB/T 43697
-# annex, PIPL art. 28: identity numbers and financial accounts are sensitive personal data)
-PII_PROPOSALS: dict[str, tuple[str, str]] = {
-    "cn_id_number": ("核心", "sensitive"), "bank_card": ("核心", "sensitive"),
-    "cn_passport": ("重要", "sensitive"), "cn_mobile": ("重要", "personal"),
-    "cn_landline": ("重要", "personal"), "email": ("重要", "personal"),
-    "cn_address": ("重要", "personal"), "cn_name": ("重要", "personal"),
-    "cn_plate": ("重要", "personal"), "ipv4": ("一般", "personal"), "ipv6": ("一般", "personal"),
-}
-
 
 @datasets_app.command("propose")
 def datasets_propose(
@@ -364,9 +354,9 @@ def datasets_propose(
 ) -> None:
     """Propose classification and PI flags from `ztgw scan pii` over a sample; never lowers a
     field.  The owner confirms with --apply --as USER (or in the console's 数据目录)."""
-    from ..catalogue import PersonalInfo
     from ..protection.formats import FileFormatError, iter_records, sniff
     from ..protection.scan import scan_records
+    from .proposals import propose
 
     g = _grants(ctx)
     d = _run(g.service.dataset, dataset)
@@ -374,19 +364,7 @@ def datasets_propose(
         report = scan_records(iter_records(sample, sniff(sample)))
     except (OSError, FileFormatError) as exc:
         raise _fail(f"cannot scan {sample}: {exc}") from exc
-    proposals = []
-    for f in report.fields:
-        if f.field not in d.fields or f.type not in PII_PROPOSALS or f.rows * 2 < report.rows:
-            continue  # only fields where most rows hold the identifier
-        level, flag = PII_PROPOSALS[f.type]
-        cur_level, cur_flag = d.fields[f.field], d.pi.get(f.field, PersonalInfo.NONE)
-        new_level = max(cur_level, Classification.parse(level))
-        order = [PersonalInfo.NONE, PersonalInfo.PERSONAL, PersonalInfo.SENSITIVE]
-        new_flag = max(cur_flag, PersonalInfo(flag), key=order.index)
-        if (new_level, new_flag) != (cur_level, cur_flag):
-            proposals.append({"field": f.field, "detector": f.type, "rows": f.rows,
-                              "current": {"classification": cur_level.label, "pi": cur_flag.value},
-                              "proposed": {"classification": new_level.label, "pi": new_flag.value}})
+    proposals = propose(d, report.to_dict()["fields"], report.rows)
     if apply:
         if not as_user:
             raise _fail("--apply needs --as USER (an approver of the owner department)")

@@ -32,6 +32,7 @@ from ztgw.policies.engine import PolicyEngine
 from ..catalogue import PersonalInfo
 from ..identity.directory import Directory
 from ..identity.sessions import CSRF_COOKIE, SESSION_COOKIE, CsrfGuard, SessionManager
+from .proposals import propose
 from .service import APPROVER_ROLE, CITIZEN_ROLE, GrantError, GrantService, mask_key
 
 CONSOLE_CLIENT = "ztgw-console"
@@ -85,8 +86,12 @@ def _day(value: str) -> int | None:
 class Console:
     def __init__(self, *, service: GrantService, sessions: SessionManager, csrf: CsrfGuard,
                  directory: Directory, engine: PolicyEngine,
-                 audit_store: Callable[[], AuditStore]) -> None:
+                 audit_store: Callable[[], AuditStore],
+                 pii_findings: Callable[[str], list[dict[str, Any]]] | None = None) -> None:
         self.service, self.sessions, self.csrf = service, sessions, csrf
+        # what the gateway's PII sampler found in live answers (issue 10): classification
+        # proposals the owner confirms on the catalogue page
+        self.pii_findings = pii_findings
         self.directory, self.engine, self.audit_store = directory, engine, audit_store
         folder = str(files("ztgw.gateway.grants").joinpath("templates"))
         self.env = Environment(loader=FileSystemLoader(folder), autoescape=select_autoescape(["html"]),
@@ -281,12 +286,27 @@ class Console:
         for d in self.service.catalogue.all():
             if not self.allowed(request, me, "catalogue", "read", d.owner_department):
                 continue
-            rows.append({"d": d, "mine": self.service.may_own(me, d),
-                         "fields": [(k, v, d.pi.get(k, PersonalInfo.NONE)) for k, v in d.fields.items()]})
+            mine = self.service.may_own(me, d)
+            rows.append({"d": d, "mine": mine,
+                         "fields": [(k, v, d.pi.get(k, PersonalInfo.NONE)) for k, v in d.fields.items()],
+                         "proposals": self._proposals(d) if mine else {}})
         if not rows and APPROVER_ROLE not in me.roles:
             return self.message(request, me, "无权访问", "只有数据所有方可以管理数据目录。", 403)
         return self.page("datasets.html", request, me, rows=rows, notice=notice, error=error,
                          status=status, levels=list(Classification), flags=list(PersonalInfo))
+
+    def _proposals(self, d: Any) -> dict[str, dict[str, Any]]:
+        if self.pii_findings is None:
+            return {}
+        try:
+            found = self.pii_findings(d.dataset)
+        except Exception:  # the sampler's store is an aid; the page works without it
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for entry in found:
+            for p in propose(d, entry.get("fields", []), int(entry.get("rows") or 0)):
+                out[p["field"]] = p
+        return out
 
     async def confirm_field(self, request: Request, dataset: str, field: str) -> Response:
         me = self.subject(request)
