@@ -170,17 +170,31 @@ class SumWindow:
 
 
 class Distinct:
-    """One key's distinct values seen in the window (value → last time, oldest first) and
-    its newest event ids: a distinct count costs O(1) per event, no per-event queue."""
+    """One key's distinct values (value → last time seen) and its newest event ids.  Expiry
+    is lazy: an add is one dict store; :meth:`live` drops what left the window when a count
+    matters (a count can only shrink by expiry, so a count under a threshold needs none)."""
 
-    __slots__ = ("recent", "tally")
+    __slots__ = ("purge_at", "recent", "tally")
 
     def __init__(self) -> None:
-        self.tally: OrderedDict[Any, float] = OrderedDict()  # named like Window's for callers
+        self.tally: dict[Any, float] = {}  # named like Window's for callers
         self.recent: deque[tuple[float, str]] = deque(maxlen=MAX_EVIDENCE)
+        self.purge_at = 64
 
     def __len__(self) -> int:
         return len(self.tally)
+
+    def live(self, limit: float) -> int:
+        """Drop values last seen before ``limit``; how many remain."""
+        seen = self.tally
+        old = [v for v, t in seen.items() if t < limit]
+        for v in old:
+            del seen[v]
+        return len(seen)
+
+    def has(self, value: Any, limit: float) -> bool:
+        t = self.tally.get(value)
+        return t is not None and t >= limit
 
     def ids(self) -> tuple[str, ...]:
         return tuple(e for _, e in self.recent)
@@ -205,15 +219,15 @@ class DistinctWindows:
             keys.move_to_end(key)
         seen = w.tally
         last = seen.get(value)
-        if last is None or ts >= last:
+        if last is None or ts > last:
             seen[value] = ts
-            seen.move_to_end(value)
         w.recent.append((ts, eid))
-        limit = ts - self.span
-        while seen[next(iter(seen))] < limit:  # never empties: `value` is inside the window
-            seen.popitem(last=False)
-        if len(seen) > self.max_values:
-            seen.popitem(last=False)
+        if len(seen) > w.purge_at:  # amortised: the next purge waits for twice what is live
+            n = w.live(ts - self.span)
+            if n > self.max_values:  # still too many inside the window: the longest unseen go
+                for v, _ in sorted(seen.items(), key=lambda kv: kv[1])[:n - self.max_values]:
+                    del seen[v]
+            w.purge_at = max(64, 2 * len(seen))
         return w
 
 
@@ -337,6 +351,8 @@ class Spraying(Detector):
         q = self.w.add(ip, ts, eid, user)
         users = len(q.tally)
         if users >= self.t.spray_accounts:
+            users = q.live(ts - self.t.spray_window)
+        if users >= self.t.spray_accounts:
             return [Finding(self.rule_id, self.rule_name, 3, 73.0, ip,
                           f"{users} accounts failed to sign in from {ip}", _ids(q),
                           source_ip=ip, category="password-spraying",
@@ -404,8 +420,17 @@ class TokenReplay(Detector):
             client = v.client or ""
             key, need = f"principal:{principal}/{client}", self.t.replay_principal_addresses
         q = self.w.add(key, ts, eid, ip)
-        n_agents = len(self.agents.add(key, ts, eid, v.agent or "").tally) if fp else 0
-        if len(q.tally) >= need or n_agents >= need + 1:
+        limit = ts - self.t.replay_window
+        n_ips = len(q.tally)
+        if n_ips >= need:
+            n_ips = q.live(limit)
+        n_agents = 0
+        if fp:
+            a = self.agents.add(key, ts, eid, v.agent or "")
+            n_agents = len(a.tally)
+            if n_agents >= need + 1:
+                n_agents = a.live(limit)
+        if n_ips >= need or n_agents >= need + 1:
             return [Finding(self.rule_id, self.rule_name, 4, 90.0, key,
                           f"{key.split(':', 1)[0]} used from {len(q.tally)} addresses"
                           + (f" and {n_agents} user agents" if fp else ""), _ids(q), source_ip=ip,
@@ -447,16 +472,17 @@ class Enumeration(Detector):
             return found
         ident = int(m.group(1)[-15:])
         q = self.ids.add(f"{who}|{prefix}", ts, eid, ident)
-        if len(q.tally) < self.t.enum_sequential:
+        if len(q.tally) < self.t.enum_sequential:  # an upper bound of those in the window
             return found
         # the run of identifiers (gaps of at most 2) that the new one belongs to: O(run)
-        seen = q.tally
+        has = q.has
+        limit = ts - self.t.enum_sequential_window
         best = 1
         for step in (-1, 1):
             cur = ident
             while True:
-                nxt = (cur + step if cur + step in seen
-                       else cur + 2 * step if cur + 2 * step in seen else None)
+                nxt = (cur + step if has(cur + step, limit)
+                       else cur + 2 * step if has(cur + 2 * step, limit) else None)
                 if nxt is None or best > 10_000:
                     break
                 best += 1

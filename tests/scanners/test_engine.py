@@ -262,3 +262,45 @@ def test_service_fed_by_the_audit_log_fills_gaps_from_the_store_once(tmp_path: P
         if svc is not None:
             svc.stop()
         log.close()
+
+
+def test_distinct_counts_forget_what_left_the_window() -> None:
+    """Lazy expiry: a value seen only before the window does not count (replay, spraying,
+    sequential identifiers)."""
+    e = engine()
+    assert e.process([read("/api/p/1", ip="10.0.0.1", token="fp1", ts=T0)]) == []
+    # 700 s later (window 600 s) a second address is not a replay …
+    assert e.process([read("/api/p/1", ip="10.0.0.2", token="fp1", ts=T0 + 700)]) == []
+    # … a third one within the window of the second is
+    got = e.process([read("/api/p/1", ip="10.0.0.3", token="fp1", ts=T0 + 710)])
+    assert categories(got) == ["token-replay"]
+    assert got[0]["ztgw"]["alert"]["addresses"] == ["10.0.0.2", "10.0.0.3"]
+    # spraying: three accounts long ago and one now are not four within 600 s
+    e2 = engine()
+    for i, u in enumerate(["a", "b", "c"]):
+        e2.process([login_failed(u, "10.5.5.5", T0 + i)])
+    assert e2.process([login_failed("d", "10.5.5.5", T0 + 900)]) == []
+    # sequential identifiers: 1..5 long ago and 6..10 now are not a run of ten
+    e3 = engine()
+    for i in range(1, 6):
+        e3.process([read(f"/api/population/persons/{1000 + i}", ts=T0 + i)])
+    out = []
+    for i in range(6, 11):
+        out += e3.process([read(f"/api/population/persons/{1000 + i}", ts=T0 + 400 + i)])
+    assert "enumeration" not in categories(out)
+    for i in range(11, 16):
+        out += e3.process([read(f"/api/population/persons/{1000 + i}", ts=T0 + 400 + i)])
+    assert "enumeration" in categories(out)
+
+
+def test_distinct_values_per_key_stay_bounded() -> None:
+    from ztgw.scanners.stateful import DistinctWindows
+
+    w = DistinctWindows(600.0, max_values=100)
+    for i in range(5_000):
+        d = w.add("k", T0 + i * 0.01, f"e{i}", i)
+        assert len(d.tally) <= 2 * 100 + 64
+    assert d.live(T0) <= 2 * 100 and 4_999 in d.tally  # the newest kept
+    for i in range(5_000, 5_300):  # after the window everything old is dropped at the next purge
+        d = w.add("k", T0 + 10_000 + i, f"e{i}", i)
+    assert all(v >= 5_000 for v in d.tally)
