@@ -170,7 +170,7 @@ class Console:
             return self.redirect("/console/requests")
         if CITIZEN_ROLE in me.roles:
             return self.redirect("/console/consent")
-        return self.page("home.html", request, me)
+        return self.redirect("/console/mine")
 
     def requests_page(self, request: Request, me: Subject, status: str) -> Response:
         if not self.allowed(request, me, "grants", "read", me.department):
@@ -336,6 +336,55 @@ class Console:
             rows.extend(_access_row(e, d.title) for e in events)
         rows.sort(key=lambda x: x["ts"], reverse=True)
         return self.page("history.html", request, me, rows=rows[:100])
+
+    # --- requesters (any signed-in user may ask a data owner) ---------------------------
+    def mine_page(self, request: Request, me: Subject, notice: str | None = None,
+                  error: str | None = None, status: int = 200) -> Response:
+        if not self.allowed(request, me, "requests", "read"):
+            return self.message(request, me, "无权访问", "您不能提交用数申请。", 403)
+        now = time.time()
+        return self.page("mine.html", request, me, notice=notice, error=error, status=status,
+                         requests=self.service.store.list_requests(requested_by=me.id),
+                         grants=[(g, g.active_at(now))
+                                 for g in self.service.store.list_grants(grantee=me.id)],
+                         datasets=self.service.catalogue.all())
+
+    def apply_page(self, request: Request, me: Subject, dataset: str, error: str | None = None,
+                   status: int = 200) -> Response:
+        ds = self.service.catalogue.get(dataset)
+        if ds is None or not ds.enabled:
+            return self.message(request, me, "没有这个数据集", "数据集不存在。", 404)
+        if not self.allowed(request, me, "requests", "write", ds.owner_department):
+            return self.message(request, me, "无权访问", "您不能提交用数申请。", 403)
+        return self.page("apply.html", request, me, ds=ds, error=error, status=status,
+                         flags={k: v.label for k, v in ds.pi.items()})
+
+    async def apply_post(self, request: Request, dataset: str) -> Response:
+        me = self.subject(request)
+        if me is None:
+            return self.redirect("/login")
+        form = await self.form(request)
+        if form is None or not self.csrf.check(request.cookies.get(CSRF_COOKIE),
+                                               _one(form, "csrf_token")):
+            return self.message(request, me, "操作失败", MSG_CSRF, 400)
+        ds = self.service.catalogue.get(dataset)
+        if ds is None or not self.allowed(request, me, "requests", "write", ds.owner_department):
+            return self.message(request, me, "无权操作", "您不能提交用数申请。", 403)
+        try:
+            days = int(_one(form, "days") or "0")
+            quota = _one(form, "rows_per_day").strip()
+            rows = [v.strip() for v in _one(form, "row_values").replace("，", ",").split(",")
+                    if v.strip()]
+            r = await asyncio.to_thread(
+                self.service.create_request, me, dataset=dataset, fields=form.get("fields") or [],
+                purpose=_one(form, "purpose"), days=days,
+                row_field=(_one(form, "row_field") or None) if rows else None,
+                row_values=rows or None, rows_per_day=int(quota) if quota else None)
+        except GrantError as exc:
+            return self.apply_page(request, me, dataset, error=exc.message, status=exc.status)
+        except ValueError:
+            return self.apply_page(request, me, dataset, error="期限与配额应为正整数。", status=400)
+        return self.mine_page(request, me, notice=f"已提交申请 {r.id}，等待数据所有方审批。")
 
     # --- citizens ------------------------------------------------------------------------
     def consent_page(self, request: Request, me: Subject, notice: str | None = None,
@@ -514,6 +563,18 @@ class Console:
         @r.get("/console/history")
         async def history(request: Request) -> Response:
             return await signed_in(self.history_page)(request)
+
+        @r.get("/console/mine")
+        async def mine(request: Request) -> Response:
+            return await signed_in(self.mine_page)(request)
+
+        @r.get("/console/apply/{dataset}")
+        async def apply(request: Request, dataset: str) -> Response:
+            return await signed_in(self.apply_page)(request, dataset=dataset)
+
+        @r.post("/console/apply/{dataset}")
+        async def apply_post(request: Request, dataset: str) -> Response:
+            return await self.apply_post(request, dataset)
 
         @r.get("/console/consent")
         async def consent(request: Request) -> Response:

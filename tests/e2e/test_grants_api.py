@@ -284,3 +284,27 @@ def test_console_forms_refuse_a_missing_or_forged_csrf_token(pair: tuple[Running
         assert r.status_code == 200 and "已批准" in r.text
     finally:
         browser.close()
+
+
+def test_a_user_files_a_request_in_the_console(pair: tuple[RunningGateway, str],
+                                               tokens: dict[str, str]) -> None:
+    gw, _ = pair
+    browser = Browser(gw.base)
+    try:
+        page = browser.get("/login")
+        browser.login(page, "lina", "Demo-Analyst-2026!")  # type: ignore[arg-type]
+        home = browser.client.get("/console/")
+        assert home.status_code == 303 and home.headers["location"] == "/console/mine"
+        form = browser.client.get("/console/apply/enterprise.companies")
+        assert form.status_code == 200
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token
+        r = browser.client.post("/console/apply/enterprise.companies", data={
+            "csrf_token": token.group(1), "fields": ["uscc", "industry"], "purpose": "行业分析报告",
+            "days": "14", "row_field": "", "row_values": "", "rows_per_day": ""})
+        assert r.status_code == 200 and "已提交申请" in r.text, r.text[-800:]
+    finally:
+        browser.close()
+    pending = admin(gw, "GET", "/access-requests?status=pending", tokens["zhouqiang"]).json()
+    mine = [x for x in pending["requests"] if x["requested_by"] == "user:lina"]
+    assert mine and mine[0]["fields"] == ["industry", "uscc"] and mine[0]["purpose"] == "行业分析报告"
