@@ -467,26 +467,34 @@ class Enumeration(Detector):
         if not path[-1:].isdigit() and path[-1:] not in ("X", "x"):
             return found
         prefix, _, last = path.rpartition("/")
-        m = _DIGITS.search(last)
-        if not m or not prefix:
+        if not prefix:
             return found
-        ident = int(m.group(1)[-15:])
+        if len(last) >= 3 and last.isdigit() and last.isascii():
+            ident = int(last[-15:])
+        else:
+            m = _DIGITS.search(last)
+            if not m:
+                return found
+            ident = int(m.group(1)[-15:])
         q = self.ids.add(f"{who}|{prefix}", ts, eid, ident)
         if len(q.tally) < self.t.enum_sequential:  # an upper bound of those in the window
             return found
         # the run of identifiers (gaps of at most 2) that the new one belongs to: O(run)
-        has = q.has
+        get = q.tally.get
         limit = ts - self.t.enum_sequential_window
         best = 1
         for step in (-1, 1):
             cur = ident
-            while True:
-                nxt = (cur + step if has(cur + step, limit)
-                       else cur + 2 * step if has(cur + 2 * step, limit) else None)
-                if nxt is None or best > 10_000:
-                    break
+            while best <= 10_000:
+                t = get(cur + step)
+                if t is not None and t >= limit:
+                    cur += step
+                else:
+                    t = get(cur + 2 * step)
+                    if t is None or t < limit:
+                        break
+                    cur += 2 * step
                 best += 1
-                cur = nxt
         if best >= self.t.enum_sequential:
             found.append(Finding(self.rule_id, self.rule_name, 3, 70.0, f"sequential:{who}|{prefix}",
                           f"{best} consecutive identifiers under {prefix} read by {who}",
