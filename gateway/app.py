@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.events import random_hex
 from ztgw.audit.log import AuditLog
+from ztgw.audit.remote import RemoteAuditLog
 from ztgw.audit.store import AuditStore
 
 from .admin.api import build_admin_api
@@ -110,13 +111,18 @@ class Gateway:
         self.pepper = pepper
         self.policy_runtime = PolicyRuntime(settings)  # load + verify; hot reload, shadow
         self.engine = self.policy_runtime.engine
-        self.audit = AuditLog.from_settings(settings.audit_settings())
+        # the audit trail: in-process writer, or — with several worker processes — the home's
+        # audit daemon (gateway/auditd.py), which then also runs the detection engine
+        self.audit: AuditLog | RemoteAuditLog = (
+            RemoteAuditLog(settings.audit_socket) if settings.audit_socket is not None
+            else AuditLog.from_settings(settings.audit_settings()))
         # issue 10: detection follows the audit store; blocklist for the data plane to consult
         from ztgw.scanners.engine import build_service
         from ztgw.scanners.response import Blocklist
 
         self.detection, self.responses = build_service(settings, self._emit)
-        self.detection.attach(self.audit)  # the writer hands its parsed documents over (no re-read)
+        if isinstance(self.audit, AuditLog):
+            self.detection.attach(self.audit)  # the writer hands its parsed documents over
         from .pii_sampler import from_settings as pii_sampler_from_settings
 
         # issue 10: the data plane offers upstream answers (before masking); findings only
@@ -333,9 +339,12 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self.audit.start()
-                    if self.settings.detect_enabled:
-                        self.detection.start()
+                    if isinstance(self.audit, RemoteAuditLog):
+                        await self.audit.start_async()
+                    else:
+                        self.audit.start()
+                        if self.settings.detect_enabled:
+                            self.detection.start()
                     self.pii_sampler.start()
                     await self.policy_runtime.start(self._emit)
                     if self.changes is not None:
@@ -357,7 +366,10 @@ class Gateway:
                 self.tracing.shutdown()
                 self.detection.stop()
                 self.pii_sampler.stop()
-                self.audit.close()
+                if isinstance(self.audit, RemoteAuditLog):
+                    await self.audit.close_async()
+                else:
+                    self.audit.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

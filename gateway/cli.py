@@ -234,23 +234,116 @@ def serve(
     if not _initialised(settings):
         err.print(f"{settings.home} is not initialised: run `ztgw init` first")
         raise typer.Exit(2)
-    if workers > 1:
-        # The audit spool has one writer per home (one SM3 chain, never split silently); worker
-        # processes that share it through a single audit-writer process are not built yet.
-        err.print("--workers > 1 is not supported yet: the audit trail of a home has a single "
-                  "writer. Run one worker per home (see docs/dataplane.md, 'Not yet').")
-        raise typer.Exit(2)
     from functools import partial
 
     from .server import DeadlineProtocol
 
-    uvicorn.run(
-        "ztgw.gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
-        workers=workers, loop="uvloop", log_level="warning",
-        http=partial(DeadlineProtocol, request_deadline=settings.request_receive_timeout),  # type: ignore[arg-type]
-        access_log=False, server_header=False, proxy_headers=False, lifespan="on",
-        timeout_keep_alive=30, **_tls_options(settings),
-    )
+    daemon: AuditDaemonProcess | None = None
+    if workers > 1:
+        # one SM3 chain per home, one writer: the workers share the home's audit daemon
+        daemon = AuditDaemonProcess(settings)
+        try:
+            daemon.start()
+        except RuntimeError as exc:
+            err.print(str(exc))
+            raise typer.Exit(1) from exc
+        os.environ["ZTGW_AUDIT_SOCKET"] = str(daemon.socket)
+
+    def run() -> None:
+        uvicorn.run(
+            "ztgw.gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
+            workers=workers, loop="uvloop", log_level="warning",
+            http=partial(DeadlineProtocol, request_deadline=settings.request_receive_timeout),  # type: ignore[arg-type]
+            access_log=False, server_header=False, proxy_headers=False, lifespan="on",
+            timeout_keep_alive=30, **_tls_options(settings),
+        )
+
+    if daemon is None:
+        run()
+    else:
+        _run_with_daemon(daemon, run)
+
+
+def _run_with_daemon(daemon: AuditDaemonProcess, serve: Any) -> None:
+    try:
+        serve()
+    finally:
+        daemon.stop()
+
+
+class AuditDaemonProcess:
+    """``ztgw audit-daemon`` as a child of ``ztgw serve``: started before the workers,
+    restarted if it dies (workers refuse meanwhile: fail closed), stopped after them."""
+
+    MAX_RESTARTS = 10  # per start; then the trail stays down and the workers keep refusing
+
+    def __init__(self, settings: Any) -> None:
+        from ztgw.audit.remote import socket_path
+
+        self.socket = socket_path(settings.home)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stop = False
+        self._watch: Any = None
+
+    def _spawn(self) -> None:
+        env = {**os.environ}
+        env.pop("ZTGW_AUDIT_SOCKET", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "ztgw.gateway", "audit-daemon"], env=env)
+
+    def start(self, timeout: float = 60.0) -> None:
+        import socket as sk
+        import threading
+
+        self._spawn()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the audit daemon exited with {self.proc.returncode}")
+            try:
+                with sk.socket(sk.AF_UNIX) as s:
+                    s.connect(str(self.socket))
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError("the audit daemon did not start in time")
+        self._watch = threading.Thread(target=self._supervise, name="ztgw-auditd-watch", daemon=True)
+        self._watch.start()
+
+    def _supervise(self) -> None:
+        restarts = 0
+        while not self._stop:
+            time.sleep(0.5)
+            proc = self.proc
+            if proc is None or proc.poll() is None or self._stop:
+                continue
+            if restarts >= self.MAX_RESTARTS:
+                err.print("the audit daemon keeps failing; the gateway refuses data until it is back")
+                return
+            restarts += 1
+            err.print(f"the audit daemon exited ({proc.returncode}); restarting it")
+            self._spawn()
+
+    def stop(self) -> None:
+        self._stop = True
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@app.command("audit-daemon", hidden=True)
+def audit_daemon(ctx: typer.Context) -> None:
+    """Internal: the audit trail's single writer for `ztgw serve --workers N`."""
+    from .auditd import run_daemon
+
+    run_daemon(_settings())
 
 
 def _tls_options(settings: Any) -> dict[str, Any]:

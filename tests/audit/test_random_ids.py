@@ -31,3 +31,22 @@ def test_a_forked_child_does_not_replay_the_parents_bytes() -> None:
     os.close(read)
     assert child != pool.hex(16)
     assert len(child) == 32
+
+
+def test_the_long_field_scan_matches_its_regex_definition() -> None:
+    """``_has_long_run`` is the linear-time form of ``_LONG_JSON`` (whose backtracking took
+    seconds on a 400 KB event): same answer on runs around the limit, with quotes and
+    backslashes in between."""
+    import random
+
+    from ztgw.audit.events import _LONG_JSON, MAX_FIELD_CHARS, _has_long_run
+
+    rng = random.Random(7)
+    for _ in range(300):
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            parts.append(b"x" * rng.choice([0, 5, MAX_FIELD_CHARS - 1, MAX_FIELD_CHARS,
+                                            MAX_FIELD_CHARS + 1, MAX_FIELD_CHARS + 7]))
+            parts.append(rng.choice([b'"', b"\\", b"", b'\\"']))
+        raw = b"".join(parts)
+        assert bool(_LONG_JSON.search(raw)) == _has_long_run(raw), [len(p) for p in parts]

@@ -70,7 +70,7 @@ class RunningGateway:
 
 
 def start_processes(home: Path, extra_env: dict[str, str] | None = None,
-                    upstream: str | None = None
+                    upstream: str | None = None, serve_args: list[str] | None = None
                     ) -> tuple[RunningGateway, list[subprocess.Popen[bytes]]]:
     """Start a gateway (and, unless ``upstream`` names another one, the demo upstream)."""
     gw_port, up_port = free_port(), free_port()
@@ -86,7 +86,8 @@ def start_processes(home: Path, extra_env: dict[str, str] | None = None,
     procs = []
     if own_upstream:
         procs.append(subprocess.Popen([*ZTGW, "demo", "upstream", "--port", str(up_port)], env=env))
-    procs.append(subprocess.Popen([*ZTGW, "serve", "--port", str(gw_port)], env=env))
+    procs.append(subprocess.Popen([*ZTGW, "serve", "--port", str(gw_port), *(serve_args or [])],
+                                  env=env))
     base = f"http://127.0.0.1:{gw_port}"
     try:
         # generous bounds: a shared 2-core machine under load starts these in 15-30 s
