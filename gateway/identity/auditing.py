@@ -15,10 +15,13 @@ reporting success — and the running gateway's :class:`OutboxRelay` moves each 
 
 from __future__ import annotations
 
+import fcntl
 import getpass
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -89,9 +92,15 @@ class OutboxRelay:
     only after the spool acknowledged it, so a crash in between repeats it (at least once;
     each copy carries the same ``event.id``)."""
 
-    def __init__(self, engine: sa.Engine, emit: Callable[[dict[str, Any]], Future[None]]) -> None:
+    def __init__(self, engine: sa.Engine, emit: Callable[[dict[str, Any]], Future[None]],
+                 lock_path: Path | None = None) -> None:
+        """``lock_path``: with several worker processes on one home, only the process holding
+        this file lock relays (fewer duplicates; replicas on other hosts may still repeat a
+        row — at least once, same ``event.id``)."""
         self.engine, self._emit = engine, emit
         create_tables(engine)
+        self._lock_path = lock_path
+        self._lock_fd: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.relayed = 0
@@ -106,11 +115,27 @@ class OutboxRelay:
         if self._thread is not None:
             self._thread.join(5.0)
             self._thread = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock for another worker
+            self._lock_fd = None
+
+    def _leader(self) -> bool:
+        if self._lock_path is None or self._lock_fd is not None:
+            return True
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
 
     def _run(self) -> None:
         while not self._stop.wait(RELAY_INTERVAL):
             try:
-                self.relay_once()
+                if self._leader():
+                    self.relay_once()
             except Exception as exc:  # the database or the trail is away: try again later
                 log.warning("identity audit outbox relay failed", error=type(exc).__name__)
 
