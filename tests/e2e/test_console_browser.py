@@ -118,6 +118,9 @@ def test_request_approve_read_revoke_in_the_console(gateway: RunningGateway, bro
     page.goto(f"{gw.base}/console/datasets")
     assert "敏感个人信息" in page.content() or "个人信息" in page.content()
     shot(page, "console-datasets")
+    page.goto(f"{gw.base}/console/apply/population.persons")
+    assert page.locator("#submit-request").count() == 1
+    shot(page, "console-apply")
     page.context.close()
 
 
