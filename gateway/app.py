@@ -140,7 +140,8 @@ class Gateway:
         self.identity_web = IdentityWeb(self.oauth, self.sessions, self.authn, CsrfGuard(pepper),
                                         issuer, self._identity_event)
         attach_login_extensions(self.identity_web, settings, pepper)
-        self.identity_outbox = OutboxRelay(self.directory.engine, self.audit.emit)  # CLI admin events
+        self.identity_outbox = OutboxRelay(  # CLI admin events; one relaying worker per home
+            self.directory.engine, self.audit.emit, lock_path=settings.home / "identity-outbox.lock")
         protection_keys = ProtectionKeys.load_or_create(settings.keys_dir)
         self.federation = FederatedVerifier(
             [FederatedIssuer.parse(raw) for raw in settings.federated_issuers],
@@ -177,6 +178,7 @@ class Gateway:
             entitlements=self.grants.index,
             routes=routes,
             tracer=self.tracing.tracer,
+            pii_sampler=self.pii_sampler,
             verifier=CompositeVerifier(self.verifier, self.federation),
             subjects=SubjectResolver(self.directory),
             engine=self.engine,

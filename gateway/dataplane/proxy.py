@@ -180,8 +180,10 @@ class DataPlane:
                  limiter: RateLimiter, keys: ProtectionKeys, watermarker: Watermarker,
                  signatures: SignatureVerifier | None = None,
                  blocklist: Blocklist | None = None, quota: DailyQuota | None = None,
-                 entitlements: Entitlements | None = None, tracer: Any = None) -> None:
+                 entitlements: Entitlements | None = None, tracer: Any = None,
+                 pii_sampler: Any = None) -> None:
         self.config, self.routes, self.verifier = config, routes, verifier
+        self.pii_sampler = pii_sampler  # `ztgw scan pii --sampled` (gateway/pii_sampler.py)
         self.tracer = tracer  # OpenTelemetry tracer, or None (gateway/tracing.py)
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
         self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
@@ -391,6 +393,9 @@ class DataPlane:
         )
         status, up_headers, body = up.status, up.headers, up.body
         content_type = up_headers.get("content-type", "")
+        if status == 200 and self.pii_sampler is not None:
+            # what the upstream really sends, before masking: findings only, off the loop
+            self.pii_sampler.offer(ds.dataset, content_type, body)
         if status == 200 and not plan.empty and body:
             try:
                 if content_type.startswith("application/json"):
