@@ -83,6 +83,12 @@ def _actor(grants: Any, username: str) -> Subject:
                    attributes=dict(u.attributes))
 
 
+def _iso(t: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
     from .service import GrantError
 
@@ -195,7 +201,7 @@ def grants_list(ctx: typer.Context, dataset: Annotated[str | None, typer.Option(
         return
     for x in items:
         print(f"{x.id}  {x.status:8} {x.dataset:32} {x.grantee}  {','.join(x.fields)}  "
-              f"until {x.expires_at}")
+              f"until {_iso(x.expires_at)}")
 
 
 @grants_app.command("show")
