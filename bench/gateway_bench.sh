@@ -106,3 +106,80 @@ RESULTS=$(
   run "ztgw full, cold token cache (ES256)" "http://127.0.0.1:$GW" -s "$WORK/cold_setup.lua"
 )
 echo "$RESULTS" | $PY bench/_gateway_report.py
+
+# ==== issue 11 block (owner: scale-out) — two replicas behind nginx vs one ====================
+# Both cases run on the scaled-out backend: one loopback PostgreSQL (directory) and one
+# redis-server (shared state), started here and stopped on exit; the replicas share the keys
+# folder and one issuer (the nginx URL), each has its own home (audit spool).  The nginx in
+# front is deploy/nginx/nginx.conf with the server lines and the listen port substituted.
+# Skip with ZTGW_BENCH_REPLICAS=0.  Needs PostgreSQL binaries (/usr/lib/postgresql/*/bin) and
+# redis-server.
+cleanup_replicas() {  # gateways first, then their backends, then the common cleanup
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  "${PGAS[@]}" "$PGCTL" -D "$PGD/data" -m fast stop >/dev/null 2>&1 || true
+  [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null
+  for f in "$WORK"/nginx-*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  rm -rf "$PGD"
+  cleanup
+}
+bench_two_replicas() {
+  local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  if [ -z "$pgbin" ] || ! command -v redis-server >/dev/null; then
+    echo "two-replica case skipped: PostgreSQL or redis-server missing" >&2; return 0
+  fi
+  local R="$WORK/replicas" PGP RDP N1 N2 G1 G2
+  mkdir -p "$R"
+  PGD=$(mktemp -d)  # outside $WORK (0700 root): the postgres user must reach it
+  PGAS=()
+  if [ "$(id -u)" -eq 0 ]; then PGAS=(runuser -u postgres --); chown postgres "$PGD"; fi
+  PGCTL="$pgbin/pg_ctl"
+  PGP=$(free_port); RDP=$(free_port); N1=$(free_port); N2=$(free_port); G1=$(free_port); G2=$(free_port)
+  "${PGAS[@]}" "$pgbin/initdb" -D "$PGD/data" -A trust -U postgres >/dev/null
+  "${PGAS[@]}" "$PGCTL" -D "$PGD/data" -l "$PGD/log" -w -o "-p $PGP -k $PGD -c listen_addresses=127.0.0.1" start >/dev/null
+  redis-server --port "$RDP" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+    --pidfile "$WORK/redis.pid" --dir "$WORK" >/dev/null
+  trap cleanup_replicas EXIT
+  export ZTGW_DIRECTORY_URL="postgresql+psycopg://postgres@127.0.0.1:$PGP/postgres"
+  export ZTGW_REDIS_URL="redis://127.0.0.1:$RDP/0"
+  # nginx → replica 1 only (N1), nginx → both replicas (N2); the same config file
+  for spec in "$N1:$G1" "$N2:$G1 $G2"; do
+    local port=${spec%%:*} servers="" g
+    for g in ${spec#*:}; do servers+="        server 127.0.0.1:$g max_fails=3 fail_timeout=10s;\n"; done
+    sed -e '/server gateway-[0-9]*:8080/d' -e "s|keepalive 64;|$servers        keepalive 64;|" \
+        -e "s|listen 8080;|listen 127.0.0.1:$port;|" -e "s|^pid nginx.pid;|pid $WORK/nginx-$port.pid;|" \
+        deploy/nginx/nginx.conf > "$WORK/nginx-$port.conf"
+    "$NGINX" -c "$WORK/nginx-$port.conf" -p "$WORK" 2>/dev/null
+  done
+  local issuer="http://127.0.0.1:$N2"
+  ZTGW_HOME="$R/home-1" ZTGW_ISSUER=$issuer "${ZTGW[@]}" init >/dev/null 2>&1
+  ZTGW_HOME="$R/home-1" ZTGW_ISSUER=$issuer "${ZTGW[@]}" demo seed --upstream-url "http://127.0.0.1:$UP" >/dev/null 2>&1
+  mkdir -m 0700 "$R/home-2" && cp -a "$R/home-1/keys" "$R/home-2/keys"
+  ZTGW_HOME="$R/home-2" ZTGW_ISSUER=$issuer ZTGW_POLICY_BUNDLE="$R/home-1/policies/active" "${ZTGW[@]}" init >/dev/null 2>&1
+  ZTGW_HOME="$R/home-1" ZTGW_ISSUER=$issuer "${ZTGW[@]}" serve --port "$G1" & PIDS+=($!)
+  ZTGW_HOME="$R/home-2" ZTGW_ISSUER=$issuer ZTGW_POLICY_BUNDLE="$R/home-1/policies/active" \
+    "${ZTGW[@]}" serve --port "$G2" & PIDS+=($!)
+  for url in "http://127.0.0.1:$G1/readyz" "http://127.0.0.1:$G2/readyz" "http://127.0.0.1:$N2/nginx-healthz"; do
+    for _ in $(seq 150); do curl -sf "$url" >/dev/null 2>&1 && break; sleep 0.2; done
+  done
+  local tok; tok=$(curl -s -u demo-analytics:demo-analytics-secret-2026 -d grant_type=client_credentials \
+    "http://127.0.0.1:$N2/oauth2/token" | $PY -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
+  echo "# two replicas: PostgreSQL + Redis backend, nginx worker_processes auto, $(nproc) cores" >&2
+  local results
+  results=$(
+    run "1 replica, direct" "http://127.0.0.1:$G1$Q" -H "Authorization: Bearer $tok"
+    run "nginx -> 1 replica" "http://127.0.0.1:$N1$Q" -H "Authorization: Bearer $tok"
+    run "nginx -> 2 replicas" "http://127.0.0.1:$N2$Q" -H "Authorization: Bearer $tok"
+  )
+  echo "$results" | $PY -c '
+import sys
+rows = [line.split("\t") for line in sys.stdin.read().strip().splitlines()]
+one = next(float(r[1]) for r in rows if r[0] == "nginx -> 1 replica")
+print("| run (ztgw full path, warm token cache) | req/s | vs nginx -> 1 replica | p99 latency | non-2xx |")
+print("|---|---:|---:|---:|---:|")
+for name, rps, p99, bad in rows:
+    print(f"| {name} | {float(rps):,.0f} | {float(rps) / one:.2f}x | {p99} | {bad} |")'
+  for port in "$N1" "$N2"; do kill "$(cat "$WORK/nginx-$port.pid")" 2>/dev/null || true; done
+}
+if [ "${ZTGW_BENCH_REPLICAS:-1}" = 1 ]; then bench_two_replicas; fi
+# ==== end of issue 11 block ===================================================================
