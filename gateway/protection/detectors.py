@@ -186,12 +186,15 @@ def _address_re() -> re.Pattern[str]:
     )
 
 
+_COUNTY_UNIT = re.compile(r"[区县旗]|市.+市")
+
+
 def _is_address(s: str) -> bool:
     m = _address_re().fullmatch(s)
     if m is None:
         return False
     # a county-level unit (区/县/旗/county-level 市) must follow the province or city
-    return re.search(r"[区县旗]|市.+市", s) is not None
+    return _COUNTY_UNIT.search(s) is not None
 
 
 # ------------------------------------------------------------------ whole values
