@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import re
 import threading
 from collections.abc import Callable
@@ -25,9 +26,10 @@ from .redis_client import StateSettings, sync_client
 log = logging.getLogger("ztgw.state")
 
 CHANNEL = "changes"
-# tables whose writes other replicas want to hear about (revocations, sessions, grants)
-WATCHED = frozenset({"oauth_revoked", "oauth_families", "sso_sessions", "grants", "consents",
-                     "access_grants", "data_consents"})
+# tables whose writes other replicas act on: the revocation list (tokens, refresh families and
+# ended sessions all land there) and the grants/consents index (issue 6).  Session rows need
+# no notice: every replica reads them from the database on use.
+WATCHED = frozenset({"oauth_revoked", "grants", "consents", "grants_changes"})
 _WRITE = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)\"?", re.IGNORECASE)
 _KEY = "ztgw.changed_tables"
 
@@ -40,16 +42,35 @@ class ChangeBus:
         self._pubsub: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._outbox: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
+        self._sender_lock = threading.Lock()
         self.published = 0
         self.received = 0
 
     # --- publishing ----------------------------------------------------------------------
     def publish(self, tables: set[str]) -> None:
-        try:
-            self._redis.publish(self.channel, ",".join(sorted(tables)))
-            self.published += 1
-        except Exception as exc:  # an accelerator: the poll still finds the change
-            log.warning("change notice not sent: %s", type(exc).__name__)
+        """Queue a notice; a background thread sends it, so the writer never waits on Redis
+        (a Redis that is down costs the writer nothing)."""
+        self._outbox.put(",".join(sorted(tables)))
+        if self._sender is None:
+            with self._sender_lock:
+                if self._sender is None:
+                    self._sender = threading.Thread(target=self._send_loop, daemon=True,
+                                                    name="ztgw-change-notices")
+                    self._sender.start()
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                message = self._outbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._redis.publish(self.channel, message)
+                self.published += 1
+            except Exception as exc:  # an accelerator: the poll still finds the change
+                log.warning("change notice not sent: %s", type(exc).__name__)
 
     def watch_engine(self, engine: sa.Engine, tables: frozenset[str] = WATCHED) -> None:
         """Publish the watched tables a connection wrote once it is back in the pool."""
@@ -109,8 +130,9 @@ class ChangeBus:
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
+        for thread in (self._thread, self._sender):
+            if thread is not None:
+                thread.join(2)
         with contextlib.suppress(Exception):
             if self._pubsub is not None:
                 self._pubsub.close()

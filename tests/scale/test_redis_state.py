@@ -106,7 +106,13 @@ def test_change_bus_announces_a_revocation_after_commit(redis_server: Redis, tmp
         OAuthStore(engine).revoke_jti("jti-1", now() + 60)
         assert heard.wait(5), "no change notice"
         assert seen == [1]
+        for _ in range(100):  # the sender thread counts right after Redis accepted it
+            if writer.published:
+                break
+            deadline.wait(0.02)
         OAuthStore(engine).session_by_sid("nope")  # a read publishes nothing
+        OAuthStore(engine).touch_session("nope")  # nor a write to a table nobody listens to
+        deadline.wait(0.2)
         assert writer.published == 1
     finally:
         reader.close()
@@ -121,3 +127,18 @@ def redis_server_subscribers(redis_server: Redis, channel: str) -> int:
         return int(dict(r.pubsub_numsub(channel)).get(channel.encode(), 0))
     finally:
         r.close()
+
+
+def test_a_redis_that_is_down_never_fails_the_writer(tmp_path: Path) -> None:
+    down = StateSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    engine = open_engine(tmp_path / "ztgw.db")
+    upgrade(engine)
+    bus = ChangeBus(down)
+    bus.watch_engine(engine)
+    try:
+        store = OAuthStore(engine)
+        store.revoke_jti("jti-down", now() + 60)  # the notice is queued, the write commits
+        assert store.is_jti_revoked("jti-down")
+        assert bus.published == 0
+    finally:
+        bus.close()
