@@ -8,7 +8,7 @@ access token of the expected ``alg``), and wrk's non-2xx count must be zero for 
 reported.
 
 Usage: .venv/bin/python bench/token_bench.py [--seconds 10] [--connections 16] [--rounds 2]
-       [--markdown]           (needs wrk, node >= 20, scripts/ensure_node_deps.sh)
+       [--markdown] [--with-two-workers]   (needs wrk, node >= 20, scripts/ensure_node_deps.sh)
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best of each is kept")
     ap.add_argument("--markdown", action="store_true", help="print a docs/benchmarks.md table")
     ap.add_argument("--with-two-workers", action="store_true",
-                    help="also measure ztgw with two worker processes (a deployment's shape)")
+                    help="also measure ztgw (ES256 and SM2) with two worker processes "
+                         "(a deployment's shape; the peer stays one Node.js process)")
     args = ap.parse_args()
     if shutil.which("wrk") is None or shutil.which("node") is None:
         print("needs wrk and node (apt-get install -y wrk; node >= 20)", file=sys.stderr)
@@ -149,6 +150,8 @@ def main() -> int:
         if args.with_two_workers:
             p, u, a = start_ztgw(work / "es256-w2", "ES256", workers=2)
             targets["ztgw ES256, --workers 2"] = (p, u, a, "ES256")
+            p, u, a = start_ztgw(work / "sm2-w2", "SM2SM3", workers=2)
+            targets["ztgw SM2 (SM2SM3), --workers 2"] = (p, u, a, "SM2SM3")
         for name, (proc, url, auth, alg) in targets.items():
             tok = wait_token(url, auth, proc)
             got = jws_alg(tok["access_token"])
