@@ -279,7 +279,6 @@ MASK_ORDER: dict[str, int] = {"null": 0, "redact": 1, "pseudonym": 2, "token": 3
                               "bucket": 5, "noise": 6, "keep": 7}
 _GENERAL_LEVEL = {"year": ("date", 0), "month": ("date", 1), "province": ("address", 0),
                   "city": ("address", 1), "district": ("address", 2)}
-_REDACT: Mapping[str, Any] = {"strategy": "redact"}
 
 
 def revealed_chars(spec: Mapping[str, Any]) -> float:
@@ -339,7 +338,7 @@ def strictest_mask(specs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
     if len(top) == 1:
         return top[0]
     if len({_dimension(s) for s in top}) > 1:
-        return _REDACT
+        return {"strategy": "redact"}  # a fresh mapping: merged params are never shared state
     if top[0].get("strategy") == "keep":
         first = min(int(s.get("first", 0)) for s in top)
         last = min(int(s.get("last", 0)) for s in top)
