@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 
 from ztgw.gateway.dataplane.clientip import ClientAddressResolver
@@ -79,6 +80,24 @@ def test_plan_refuses_unknown_and_unresolved() -> None:
         build_plan(_decision(Obligation("mask", {"fields": {"a": {"strategy": "rot13"}}})), KEYS)
     with pytest.raises(StepUpRequired):
         build_plan(_decision(Obligation("step_up", {"acr_values": ["mfa"]})), KEYS)
+
+
+def test_a_mask_is_compiled_once_per_obligation_and_never_shared_between_two() -> None:
+    keep = Obligation("mask", {"fields": {"n": {"strategy": "keep", "first": 1}}})
+    first = build_plan(_decision(keep), KEYS).mask
+    assert build_plan(_decision(keep), KEYS).mask is first  # the engine's memoised obligation
+    # an equal-looking but different obligation object, or another one, gets its own plan
+    redact = Obligation("mask", {"fields": {"n": {"strategy": "redact"}}})
+    other = build_plan(_decision(redact), KEYS).mask
+    assert other is not first
+    rows = [{"n": "张三丰"}]
+    assert apply_json(build_plan(_decision(redact), KEYS), orjson.dumps(rows), None) != \
+        apply_json(build_plan(_decision(keep), KEYS), orjson.dumps(rows), None)
+    # a bad mask is refused every time, not cached as a success
+    bad = Obligation("mask", {"fields": {"a": {"strategy": "rot13"}}})
+    for _ in range(2):
+        with pytest.raises(Unenforceable):
+            build_plan(_decision(bad), KEYS)
 
 
 def test_apply_filter_project_mask_limit() -> None:
