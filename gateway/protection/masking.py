@@ -406,13 +406,14 @@ def _compile_fields(maskers: Mapping[str, Masker], paths: tuple[tuple[str, tuple
             first, last = int(kind[1]), int(kind[2])
             shown = first + last
             env[f"s{i}"] = [MASK_CHAR * (n - shown) if n > shown else "" for n in range(_FAST)]
-            tail = f" + v[len(v) - {last}:]" if last else ""
-            body.append(f"            {pad}r[k{i}] = v[:{first}] + s{i}[len(v)]{tail} "
-                        f"if v.__class__ is str and {shown} < len(v) < {_FAST} else m{i}(v)")
+            # the condition runs first and binds n = len(v) for the slices
+            tail = f" + v[n - {last}:]" if last else ""
+            body.append(f"            {pad}r[k{i}] = v[:{first}] + s{i}[n]{tail} "
+                        f"if v.__class__ is str and {shown} < (n := len(v)) < {_FAST} else m{i}(v)")
         else:  # redact
             env[f"s{i}"] = [MASK_CHAR * n for n in range(_FAST)]
-            body.append(f"            {pad}r[k{i}] = s{i}[len(v)] if v.__class__ is str and len(v) < {_FAST} "
-                        f"else m{i}(v)")
+            body.append(f"            {pad}r[k{i}] = s{i}[n] "
+                        f"if v.__class__ is str and (n := len(v)) < {_FAST} else m{i}(v)")
     flags = [f"h{i}" for i in range(len(entries))]
     src = "\n".join([
         "def loop(dicts):",
