@@ -149,12 +149,15 @@ class AuditDaemon:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        parent = os.getppid()
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), STATE_EVERY)
                 for w in list(self.workers):
                     w.send_state()
+                if os.getppid() != parent:  # `ztgw serve` is gone (even SIGKILL): close cleanly
+                    stop.set()
         finally:
             server.close()
             for w in list(self.workers):

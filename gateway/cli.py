@@ -239,7 +239,7 @@ def serve(
     from .server import DeadlineProtocol
 
     daemon: AuditDaemonProcess | None = None
-    if workers > 1:
+    if workers > 1 or settings.audit_daemon:
         # one SM3 chain per home, one writer: the workers share the home's audit daemon
         daemon = AuditDaemonProcess(settings)
         try:

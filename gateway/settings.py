@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     audit_fsync_interval: float = Field(0.2, gt=0, le=10, description="seconds, for audit_fsync=interval")
     audit_spool_quota_mb: int = Field(2048, ge=1, description="a fuller spool refuses access (503)")
     audit_batch_delay: float = Field(0.05, ge=0, le=1, description="max delay of 一般 events, s")
+    audit_daemon: bool = Field(
+        False, description="run the audit writer in its own process even with one worker")
     audit_socket: Path | None = Field(
         None, description="internal: set by `ztgw serve --workers N` for its workers (audit daemon)")
     audit_sinks: list[str] = Field(["store"], description="store, jsonl, elasticsearch")
