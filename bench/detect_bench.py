@@ -87,6 +87,44 @@ def make_events(n: int, seed: int = 7) -> list[dict[str, Any]]:
     return out
 
 
+def against(events: list[dict[str, Any]], rev: str, batch: int, rounds: int = 3) -> None:
+    """This engine vs the one at git revision ``rev`` (its scanners/ extracted to a temporary
+    package), on the same events, alternating per round; process CPU time and wall clock."""
+    import importlib
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        tar = subprocess.run(["git", "-C", str(repo), "archive", rev, "scanners"],
+                             check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=tar, check=True)
+        Path(tmp, "scanners").rename(Path(tmp, "oldscanners"))
+        sys.path.insert(0, tmp)
+        try:
+            old = importlib.import_module("oldscanners.engine")
+            pairs: list[tuple[float, float, float, float]] = []
+            for _ in range(rounds):
+                rates = []
+                for mod_engine, mod_settings in ((DetectionEngine, DetectionSettings),
+                                                 (old.DetectionEngine, old.DetectionSettings)):
+                    eng = mod_engine(settings=mod_settings(dedup_window=300.0))
+                    t, c = time.perf_counter(), time.process_time()
+                    for i in range(0, len(events), batch):
+                        eng.process(events[i:i + batch])
+                    rates += [len(events) / (time.process_time() - c),
+                              len(events) / (time.perf_counter() - t)]
+                pairs.append((rates[0], rates[1], rates[2], rates[3]))
+        finally:
+            sys.path.remove(tmp)
+    cpu = statistics.median(p[0] / p[2] for p in pairs)
+    print(f"engine at {rev[:12]}: median {statistics.median(p[3] for p in pairs):>10,.0f} events/s wall, "
+          f"{statistics.median(p[2] for p in pairs):,.0f} per CPU second; this engine / it: "
+          f"{cpu:.2f}x per CPU second (paired)")
+
+
 def store_path(events: list[dict[str, Any]]) -> None:
     """The service's two ways in, on the same events, paired: read back from the embedded
     audit store (``AuditStore.after`` + JSON decode, what it did before it was an audit-log
@@ -133,6 +171,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=2_000, help="documents per hand-over (feed batch)")
     ap.add_argument("--budget", type=float, default=100.0, help="wall-clock seconds for the rounds")
+    ap.add_argument("--against", metavar="GIT_REV", default=None,
+                    help="also run the engine of scanners/ at this git revision, paired per round")
     ap.add_argument("--store-events", type=int, default=30_000,
                     help="events for the store-follow comparison (0: skip it)")
     args = ap.parse_args()
@@ -174,6 +214,8 @@ def main() -> None:
           "(process CPU time: what one core does when the machine is not shared)")
     print(f"orjson.loads peer: median {statistics.median(peer_rates):>10,.0f} events/s")
     print(f"engine / peer    : median {statistics.median(ratios):.3f} (paired per round)")
+    if args.against:
+        against(events, args.against, args.batch)
     if args.store_events:
         store_path(events[:args.store_events])
     target = 20_000
