@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,14 +81,18 @@ class ResponsePlan:
 # for every request its decision memo answers, so a hot (subject, dataset) pair compiles its
 # mask once instead of per request (compiling was ~45 % of a small response's CPU).  The
 # entry holds the obligation itself, so its id cannot be reused while cached; per-request
-# (templated) obligations are new objects and simply miss.
-_MASK_PLANS: dict[int, tuple[Obligation, ProtectionKeys, MaskPlan]] = {}
+# (templated) obligations are new objects and simply miss.  A plan's pseudonym/token maskers
+# remember recent raw values (their speed-up within a response): entries are rebuilt after
+# MASK_PLAN_TTL seconds so no clear value outlives that in the process.
+_MASK_PLANS: dict[int, tuple[Obligation, ProtectionKeys, MaskPlan, float]] = {}
 _MASK_PLANS_MAX = 4096
+MASK_PLAN_TTL = 60.0
 
 
 def _mask_plan(ob: Obligation, keys: ProtectionKeys) -> MaskPlan:
+    now = time.monotonic()
     hit = _MASK_PLANS.get(id(ob))
-    if hit is not None and hit[0] is ob and hit[1] is keys:
+    if hit is not None and hit[0] is ob and hit[1] is keys and now - hit[3] < MASK_PLAN_TTL:
         return hit[2]
     try:
         mask = MaskPlan.from_obligation(ob.params, keys=keys)
@@ -95,7 +100,7 @@ def _mask_plan(ob: Obligation, keys: ProtectionKeys) -> MaskPlan:
         raise Unenforceable(str(exc)) from exc
     if len(_MASK_PLANS) >= _MASK_PLANS_MAX:
         _MASK_PLANS.clear()
-    _MASK_PLANS[id(ob)] = (ob, keys, mask)
+    _MASK_PLANS[id(ob)] = (ob, keys, mask, now)
     return mask
 
 
