@@ -54,6 +54,12 @@ def test_sampled_answers_show_id_numbers_and_nothing_of_their_values(sampling_gw
     for f in (sampling_gw.home / "detection").glob("pii-sampled.db*"):
         raw = f.read_bytes()
         assert not any(v.encode() in raw for v in values if v), f.name
+    # coverage reads the sampled findings: the demo catalogue flags these fields right
+    report = sampling_gw.cli_json("scan", "coverage", "--json")
+    assert report["sampled_datasets"] >= 1
+    row = next(r for r in report["datasets"] if r["dataset"] == "population.persons")
+    assert row["sampled_pi_fields"] == []
+    assert not any(f.get("field") for f in report["findings"] if f["dataset"] == "population.persons")
     # the text form names the dataset too
     out = sampling_gw.cli("scan", "pii", "--sampled", "--dataset", "population.persons")
     assert out.returncode == 0 and "population.persons" in out.stdout
