@@ -165,20 +165,36 @@ bench_two_replicas() {
   local tok; tok=$(curl -s -u demo-analytics:demo-analytics-secret-2026 -d grant_type=client_credentials \
     "http://127.0.0.1:$N2/oauth2/token" | $PY -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
   echo "# two replicas: PostgreSQL + Redis backend, nginx worker_processes auto, $(nproc) cores" >&2
-  local results
+  local results g1pid=${PIDS[-2]} g2pid=${PIDS[-1]}
+  # besides req/s: the replicas' CPU time per request (utime+stime of the serve processes over
+  # the run) — if it stays flat from one replica to two, nothing shared on the request path
+  # grows with the replica count, and throughput grows with the cores the replicas get
+  cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+  run_cpu() { # name url pids…
+    local name=$1 url=$2; shift 2
+    local before; before=$(cpu_ticks "$@")
+    local out; out=$(wrk -t2 -c32 -d"${DUR}s" --latency -H "Authorization: Bearer $tok" "$url" 2>&1)
+    local after; after=$(cpu_ticks "$@")
+    local n; n=$(echo "$out" | awk '/requests in/ {print $1}')
+    local rps; rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    local p99; p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    local non2xx; non2xx=$(echo "$out" | awk '/Non-2xx/ {print $4}')
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "${rps:-0}" "${p99:-?}" "${non2xx:-0}" \
+      "$($PY -c "print(f'{($after - $before) / $(getconf CLK_TCK) / max(1, ${n:-0}) * 1e3:.2f}')")"
+  }
   results=$(
-    run "1 replica, direct" "http://127.0.0.1:$G1$Q" -H "Authorization: Bearer $tok"
-    run "nginx -> 1 replica" "http://127.0.0.1:$N1$Q" -H "Authorization: Bearer $tok"
-    run "nginx -> 2 replicas" "http://127.0.0.1:$N2$Q" -H "Authorization: Bearer $tok"
+    run_cpu "1 replica, direct" "http://127.0.0.1:$G1$Q" "$g1pid"
+    run_cpu "nginx -> 1 replica" "http://127.0.0.1:$N1$Q" "$g1pid"
+    run_cpu "nginx -> 2 replicas" "http://127.0.0.1:$N2$Q" "$g1pid" "$g2pid"
   )
   echo "$results" | $PY -c '
 import sys
 rows = [line.split("\t") for line in sys.stdin.read().strip().splitlines()]
 one = next(float(r[1]) for r in rows if r[0] == "nginx -> 1 replica")
-print("| run (ztgw full path, warm token cache) | req/s | vs nginx -> 1 replica | p99 latency | non-2xx |")
-print("|---|---:|---:|---:|---:|")
-for name, rps, p99, bad in rows:
-    print(f"| {name} | {float(rps):,.0f} | {float(rps) / one:.2f}x | {p99} | {bad} |")'
+print("| run (ztgw full path, warm token cache) | req/s | vs nginx -> 1 replica | p99 latency | non-2xx | replica CPU ms / request |")
+print("|---|---:|---:|---:|---:|---:|")
+for name, rps, p99, bad, cpu in rows:
+    print(f"| {name} | {float(rps):,.0f} | {float(rps) / one:.2f}x | {p99} | {bad} | {cpu} |")'
   for port in "$N1" "$N2"; do kill "$(cat "$WORK/nginx-$port.pid")" 2>/dev/null || true; done
 }
 if [ "${ZTGW_BENCH_REPLICAS:-1}" = 1 ]; then bench_two_replicas; fi
