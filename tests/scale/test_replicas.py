@@ -208,3 +208,54 @@ def test_session_ended_with_a_cli_is_refused_by_b(replicas: list[RunningGateway]
     on_b.client.cookies = on_a.client.cookies
     page, _ = on_b.authorize("demo-portal", PORTAL_REDIRECT)
     assert not isinstance(page, Callback), "B still honours an ended session"
+
+
+QUOTA_BUNDLE = """\
+bundle: quota-test
+version: "1"
+rules:
+  - id: officer-read-with-daily-quota
+    effect: allow
+    subjects: [role:population-officer]
+    datasets: [population.persons]
+    actions: [read]
+    obligations:
+      - type: max_rows
+        limit: 7
+        per: day
+"""
+
+
+def _wait_bundle(gws: list[RunningGateway], name: str) -> None:
+    deadline = time.monotonic() + 15
+    for gw in gws:
+        while True:
+            workers = gw.cli_json("policy", "status", "--json")["workers"]
+            if workers and all(w["bundle"] == name for w in workers):
+                break
+            assert time.monotonic() < deadline, f"{gw.base} never loaded {name}"
+            time.sleep(0.1)
+
+
+def test_daily_record_quota_is_shared_by_both_replicas(replicas: list[RunningGateway],
+                                                       tmp_path: Path) -> None:
+    a, b = replicas
+    original = tmp_path / "original"
+    shutil.copytree(Path(a.env["ZTGW_POLICY_BUNDLE"]), original)
+    original_name = a.cli_json("policy", "status", "--json")["workers"][0]["bundle"]
+    quota = tmp_path / "quota"
+    quota.mkdir()
+    (quota / "policy.yaml").write_text(QUOTA_BUNDLE, encoding="utf-8")
+    a.cli_json("policy", "install", str(quota), "--skip-tests", "--json")
+    try:
+        _wait_bundle(replicas, "quota-test")
+        token = a.token("demo-police")
+        first = _get(a, token, size="5")
+        assert first.status_code == 200 and len(first.json()["items"]) == 5
+        second = _get(b, token, size="5")  # B knows A already returned 5 of the 7
+        assert second.status_code == 200 and len(second.json()["items"]) == 2
+        third = _get(a, token, size="5")
+        assert third.status_code == 429 and third.json()["error"] == "quota_exceeded"
+    finally:
+        a.cli_json("policy", "install", str(original), "--skip-tests", "--json")
+        _wait_bundle(replicas, original_name)
