@@ -89,30 +89,88 @@ class Response:
     body: bytes
 
 
+STREAM_HIGH = 1024 * 1024  # buffered unread bytes that pause reading from the upstream
+STREAM_LOW = 256 * 1024  # … and resume it
+
+
+class StreamedBody:
+    """The body of a large answer, chunk by chunk, with backpressure: reading from the
+    upstream pauses while more than ``STREAM_HIGH`` bytes wait for the consumer.  The body is
+    *not* decoded (a streaming consumer re-encodes as it goes)."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._queued = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._paused = False
+        self.on_finish: Any = None  # the pool's release, called once at the end
+
+    # --- producer side (the connection's callbacks) --------------------------------------
+    def _push(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._queued += len(chunk)
+        if self._queued > STREAM_HIGH and not self._paused and self._conn.transport is not None:
+            self._conn.transport.pause_reading()
+            self._paused = True
+        self._notify()
+
+    def _end(self, error: BaseException | None = None) -> None:
+        if self._done:
+            return
+        self._done, self._error = True, error
+        self._notify()
+
+    def _notify(self) -> None:
+        w, self._wake = self._wake, None
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # --- consumer side ---------------------------------------------------------------------
+    def __aiter__(self) -> StreamedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._chunks:
+            if self._done:
+                self._finish()
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._wake = self._conn.loop.create_future()
+            await self._wake
+        chunk = self._chunks.popleft()
+        self._queued -= len(chunk)
+        if self._paused and self._queued < STREAM_LOW and self._conn.transport is not None:
+            self._conn.transport.resume_reading()
+            self._paused = False
+        return chunk
+
+    def _finish(self) -> None:
+        cb, self.on_finish = self.on_finish, None
+        if cb is not None:
+            cb()
+
+    def abort(self) -> None:
+        """The consumer gives up (client gone, body unprotectable): drop the connection."""
+        if not self._done:
+            self._conn.reusable = False
+            self._conn._close()
+            self._end(Malformed("aborted by the gateway"))
+        self._finish()
+
+
+@dataclass(slots=True)
+class StreamedResponse:
+    status: int
+    headers: dict[str, str]
+    body: StreamedBody
+
+
 class _Connection(asyncio.Protocol):
     """One upstream connection; one request in flight at a time."""
-
-    __slots__ = (
-        "_name",
-        "chunks",
-        "closed",
-        "fut",
-        "head_only",
-        "header_bytes",
-        "headers",
-        "idle_since",
-        "last_activity",
-        "limit",
-        "loop",
-        "parser",
-        "read_timeout",
-        "received",
-        "reusable",
-        "size",
-        "status",
-        "timer",
-        "transport",
-    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float) -> None:
         self.loop = loop
@@ -134,6 +192,9 @@ class _Connection(asyncio.Protocol):
         self.head_only = False
         self.status = 0
         self._name = b""
+        self.stream_over = -1  # with >= 0: answers longer than this (or unframed) are streamed
+        self.stream_limit = 0  # the bound of a streamed body
+        self.stream: StreamedBody | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -142,7 +203,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.received = True
         self.last_activity = self.loop.time()
-        if self.fut is None:  # bytes nobody asked for: the connection is not trustworthy
+        if self.fut is None and self.stream is None:  # bytes nobody asked for: not trustworthy
             self.reusable = False
             self._close()
             return
@@ -151,12 +212,23 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(Malformed("the upstream tried to switch protocols"))
         except httptools.HttpParserError as exc:
-            if self.fut is not None:  # a callback may have failed the request already
+            if self.stream is not None:
+                self.stream._end(Malformed(f"unparseable upstream answer: {exc}"))
+                self.stream = None
+                self.reusable = False
+                self._close()
+            elif self.fut is not None:  # a callback may have failed the request already
                 self._fail(Malformed(f"unparseable upstream answer: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            unframed = ("content-length" not in self.headers
+                        and "chunked" not in self.headers.get("transfer-encoding", ""))
+            stream._end(None if unframed else Malformed("the upstream closed the connection mid-answer"))
+            return
         fut = self.fut
         if fut is None or fut.done():
             return
@@ -173,7 +245,8 @@ class _Connection(asyncio.Protocol):
 
     # --- llhttp callbacks -------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        if self.fut is None:  # a second answer to one request: never read it as the next one
+        # a second answer to one request: never read it as the next one
+        if self.fut is None and self.stream is None:
             self.reusable = False
             self._close()
 
@@ -194,18 +267,38 @@ class _Connection(asyncio.Protocol):
             return
         self.status = self.parser.get_status_code()
         length = self.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                self._fail(Malformed("the upstream sent an invalid Content-Length"))
-                return
-            if int(length) > self.limit:
-                self._fail(TooLarge("the upstream answer is too large"))
-                return
+        if length is not None and not length.isdigit():
+            self._fail(Malformed("the upstream sent an invalid Content-Length"))
+            return
+        size = int(length) if length is not None else None
         if self.head_only:  # HEAD: no body follows, whatever the headers say
             self.reusable = False
             self.on_message_complete()
+            return
+        if self.stream_over >= 0 and self.status == 200 and (size is None or size > self.stream_over):
+            self.limit = self.stream_limit
+            if size is not None and size > self.limit:
+                self._fail(TooLarge("the upstream answer is too large"))
+                return
+            self.stream = StreamedBody(self)
+            fut, self.fut = self.fut, None
+            self.chunks = []
+            if fut is not None and not fut.done():
+                fut.set_result(StreamedResponse(self.status, self.headers, self.stream))  # type: ignore[arg-type]
+            return
+        if size is not None and size > self.limit:
+            self._fail(TooLarge("the upstream answer is too large"))
 
     def on_body(self, body: bytes) -> None:
+        if self.stream is not None:
+            self.size += len(body)
+            if self.size > self.limit:
+                self.stream._end(TooLarge("the upstream answer is too large"))
+                self.reusable = False
+                self._close()
+                return
+            self.stream._push(body)
+            return
         if self.fut is None:
             return
         self.size += len(body)
@@ -215,6 +308,12 @@ class _Connection(asyncio.Protocol):
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if self.stream is not None:
+            self._cancel_timer()
+            self.reusable = self.parser.should_keep_alive()
+            stream, self.stream = self.stream, None
+            stream._end()
+            return
         fut = self.fut
         if fut is None or fut.done():
             return
@@ -225,8 +324,10 @@ class _Connection(asyncio.Protocol):
         fut.set_result(Response(self.status, self.headers, b"".join(self.chunks)))
 
     # --- use ------------------------------------------------------------------------------
-    def request(self, data: bytes, limit: int, head_only: bool) -> asyncio.Future[Response]:
+    def request(self, data: bytes, limit: int, head_only: bool, stream_over: int = -1,
+                stream_limit: int = 0) -> asyncio.Future[Response]:
         assert self.transport is not None
+        self.stream_over, self.stream_limit, self.stream = stream_over, stream_limit, None
         self.parser = httptools.HttpResponseParser(self)
         self.fut = fut = self.loop.create_future()
         self.limit, self.size, self.chunks, self.headers = limit, 0, [], {}
@@ -239,7 +340,7 @@ class _Connection(asyncio.Protocol):
 
     def _check_timeout(self) -> None:
         self.timer = None
-        if self.fut is None:
+        if self.fut is None and self.stream is None:
             return
         due = self.last_activity + self.read_timeout
         if self.loop.time() < due:
@@ -253,6 +354,9 @@ class _Connection(asyncio.Protocol):
             self.timer = None
 
     def _fail(self, exc: ClientError) -> None:
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            stream._end(exc)
         fut, self.fut = self.fut, None
         self._cancel_timer()
         self.reusable = False
@@ -351,8 +455,13 @@ class HttpClient:
                 return
 
     async def request(self, base: str, method: str, target: str, headers: dict[str, str],
-                      *, body: bytes = b"", max_body: int) -> Response:
-        """One request; ``target`` is the path and query, already canonical and encoded."""
+                      *, body: bytes = b"", max_body: int,
+                      stream_over: int = -1, stream_limit: int = 0) -> Response | StreamedResponse:
+        """One request; ``target`` is the path and query, already canonical and encoded.
+
+        ``stream_over`` ≥ 0: a 200 answer longer than this (or without a length) comes back as
+        a :class:`StreamedResponse` — its body still encoded, ``stream_limit`` bounding it — and
+        the connection returns to the pool when the body has been read (or is aborted)."""
         if self._closed:
             raise ConnectFailed("the client is closed")
         pool = self._pool(base)
@@ -370,11 +479,15 @@ class HttpClient:
         data = "".join(lines).encode("latin-1") + body
         conn = await self._acquire(pool)
         try:
-            resp = await conn.request(data, max_body, method == "HEAD")
+            resp = await conn.request(data, max_body, method == "HEAD", stream_over, stream_limit)
         except BaseException:
             conn.reusable = False
             self._release(pool, conn)
             raise
+        if isinstance(resp, StreamedResponse):
+            resp.body.on_finish = lambda: self._release(pool, conn)
+            resp.headers.pop("content-length", None)
+            return resp
         self._release(pool, conn)
         encoding = resp.headers.get("content-encoding", "").strip().lower()
         if encoding and encoding != "identity":

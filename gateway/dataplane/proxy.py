@@ -50,8 +50,10 @@ from ..identity.subjects import SubjectResolver
 from ..identity.tokens import AccessToken, AccessTokenVerifier, TokenInvalid
 from ..metrics import Metrics, status_class
 from ..protection.keys import ProtectionKeys
+from ..protection.streaming import ENCODINGS, BodyStream, StreamError
 from ..protection.watermark import Watermarker
 from .clientip import ClientAddressResolver
+from .httpclient import ClientError, StreamedBody
 from .identity_header import HEADER as IDENTITY_HEADER
 from .identity_header import sign_identity
 from .obligations import (
@@ -61,8 +63,10 @@ from .obligations import (
     apply_csv,
     apply_json,
     build_plan,
+    finish_stream,
     rewrite_query,
     start_watermark,
+    stream_pipeline,
 )
 from .paths import PathRejected, canonical_path
 from .ratelimit import RateLimiter
@@ -131,6 +135,25 @@ def certificate_identity(client_id: str, x5t: str) -> AccessToken:
     return AccessToken(subject=f"client:{client_id}", client_id=client_id, scope=frozenset(),
                        expires_at=int(time.time()) + CERT_IDENTITY_SECONDS,
                        jti=f"mtls:{x5t[:32]}", claims={"cnf": {"x5t#S256": x5t}, "amr": ["mtls"]})
+
+
+STREAM_FORMATS = (("application/json", "json"), ("application/x-ndjson", "ndjson"),
+                  ("application/ndjson", "ndjson"), ("text/csv", "csv"))
+STREAM_ENCODINGS = frozenset(ENCODINGS)
+
+
+class StreamAborted(Exception):
+    """A streamed answer failed half-way: the connection is dropped (never a cut body that
+    looks whole)."""
+
+
+@dataclass(slots=True)
+class Streaming:
+    upstream: StreamedBody
+    body: BodyStream | None  # None: no obligation, chunks pass as they are
+    plan: Any
+    subject_id: str
+    dataset: Dataset
 
 
 def end_span(ex: Exchange) -> None:
@@ -255,6 +278,9 @@ class DataPlane:
             self.metrics.audit_events.labels("fail_open_unaudited").inc()
             log.warning("audit trail unavailable: served a fail-open 一般 request unaudited",
                         extra={"dataset": ds.dataset, "request_id": ex.request_id})
+        if isinstance(body, Streaming):
+            await self._send_stream(send, status, out_headers, body, ex)
+            return
         await self._send(send, status, out_headers, body, ex)
 
     async def _passthrough(self, scope: Scope, headers: dict[str, str], ex: Exchange,
@@ -390,9 +416,14 @@ class DataPlane:
         up = await self.upstream.fetch(
             ds.upstream_url, route.upstream_path + ("?" + query_text if query_text else ""),
             method, self._forward_headers(headers, ex, subject, decision), ds.dataset,
+            # large list answers stream through the obligations (bounded memory); a record
+            # answer stays buffered: a withheld record must still become a 404
+            stream=method == "GET" and route.record_id is None,
         )
         status, up_headers, body = up.status, up.headers, up.body
         content_type = up_headers.get("content-type", "")
+        if up.stream is not None:
+            return self._start_stream(up, content_type, plan, limit, ds, subject, ex)
         if status == 200 and self.pii_sampler is not None:
             # what the upstream really sends, before masking: findings only, off the loop
             self.pii_sampler.offer(ds.dataset, content_type, body)
@@ -431,6 +462,76 @@ class DataPlane:
         ]
         durable = ds.classification >= Classification.IMPORTANT
         return status, out, body if method != "HEAD" else b"", durable
+
+    def _start_stream(self, up: Any, content_type: str, plan: Any, limit: int | None, ds: Dataset,
+                      subject: Subject, ex: Exchange
+                      ) -> tuple[int, list[tuple[bytes, bytes]], Any, bool]:
+        encoding = (up.headers.get("content-encoding") or "identity").strip().lower()
+        fmt = next((f for prefix, f in STREAM_FORMATS if content_type.startswith(prefix)), None)
+        try:
+            if encoding not in STREAM_ENCODINGS:
+                raise UpstreamError("the upstream used an unsupported content encoding",
+                                    code="upstream_malformed")
+            if plan.empty:
+                body_stream = None
+            elif fmt is None:
+                raise UpstreamError("the upstream answered in a format that cannot be masked",
+                                    code="unmaskable_response")
+            else:
+                pipe = stream_pipeline(plan, limit)
+                body_stream = BodyStream(pipe, fmt, encoding,
+                                         max_output=self.upstream.config.max_streamed_body)
+        except BaseException:
+            up.stream.abort()
+            raise
+        ex.data = {"dataset": ds.dataset, "classification": ds.classification.label,
+                   "obligations_applied": plan.applied(), "streamed": True}
+        if plan.watermark_plan is not None:
+            ex.watermark_id = plan.watermark_plan.watermark_id
+        out = [(b"content-type", content_type.encode("latin-1") or b"application/octet-stream"),
+               (b"cache-control", b"no-store")]
+        if encoding != "identity":
+            out.append((b"content-encoding", encoding.encode()))
+        streaming = Streaming(up.stream, body_stream, plan, subject.id, ds)
+        return 200, out, streaming, ds.classification >= Classification.IMPORTANT
+
+    async def _send_stream(self, send: Send, status: int, headers: list[tuple[bytes, bytes]],
+                           st: Streaming, ex: Exchange) -> None:
+        """Send a streamed answer: head, then protected chunks as whole records arrive.  A
+        failure half-way aborts the connection (no terminating chunk), so a client never
+        mistakes a cut answer for a whole one; the completion event says what happened."""
+        ex.status = status
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        sent = 0
+        error: dict[str, str] | None = None
+        try:
+            async for chunk in st.upstream:
+                out = st.body.feed(chunk) if st.body is not None else chunk
+                if out:
+                    sent += len(out)
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            tail = st.body.close() if st.body is not None else b""
+            sent += len(tail)
+            await send({"type": "http.response.body", "body": tail})
+        except (StreamError, ClientError, OSError) as exc:
+            st.upstream.abort()
+            error = {"code": "stream_aborted", "message": f"the answer was cut: {type(exc).__name__}"}
+            raise StreamAborted(str(exc)) from exc
+        finally:
+            if st.body is not None:
+                finish_stream(st.plan, st.body.pipeline)
+            plan = st.plan
+            if plan.daily_limit is not None and plan.records:
+                await self.quota.consume(st.subject_id, st.dataset.dataset, plan.records)
+            ex.data = {**(ex.data or {}), "records": plan.records,
+                       "masked_fields": sorted(plan.touched), "bytes": sent}
+            with contextlib.suppress(AuditUnavailable):
+                # the decision event went out (durably) before the first byte; this one says
+                # how the stream ended: records, bytes, masked fields
+                self._audit(ex, status, "failure" if error else "success", error,
+                            action="data-api-stream-completed")
+            self.metrics.requests.labels("data", ex.method, status_class(status)).inc()
+            self.metrics.duration.labels("data").observe((time.time_ns() - ex.started_ns) / 1e9)
 
     def _signed_request(self, header: str, method: str, path: str,
                         params: list[tuple[str, str]], body: bytes) -> AccessToken:
@@ -507,7 +608,7 @@ class DataPlane:
 
     # --- output --------------------------------------------------------------------------
     def _audit(self, ex: Exchange, status: int, outcome: str,
-               error: dict[str, str] | None, *, wait: bool = False) -> Any:
+               error: dict[str, str] | None, *, wait: bool = False, action: str | None = None) -> Any:
         subject = None
         if ex.subject is not None:
             s = ex.subject
@@ -534,6 +635,8 @@ class DataPlane:
         if ex.decision is not None and "rule" not in event:
             # a default deny has no deciding rule, but the ruleset that decided is evidence too
             event["rule"] = {"ruleset": ex.decision.ruleset, "version": ex.decision.ruleset_version}
+        if action is not None:
+            event["event"]["action"] = action
         if ex.watermark_id:
             event["ztgw"]["watermark"] = {"id": ex.watermark_id}
         if ex.token_fingerprint:

@@ -11,16 +11,26 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from ..errors import ServiceUnavailable, UpstreamError, UpstreamTimeout
 from ..metrics import Metrics, status_class
-from .httpclient import ConnectFailed, HttpClient, Malformed, ReadTimeout, TooLarge
+from .httpclient import (
+    ConnectFailed,
+    HttpClient,
+    Malformed,
+    ReadTimeout,
+    StreamedBody,
+    StreamedResponse,
+    TooLarge,
+)
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "proxy-connection",
 })
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar (and "/") that need no encoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +40,8 @@ class UpstreamConfig:
     max_response_body: int
     breaker_failures: int = 5  # consecutive failures that open the circuit
     breaker_reset: float = 10.0  # seconds before a half-open probe
+    stream_over: int = 1024 * 1024  # list answers longer than this stream through the gateway
+    max_streamed_body: int = 4 * 1024 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -37,6 +49,7 @@ class UpstreamResponse:
     status: int
     headers: dict[str, str]
     body: bytes
+    stream: StreamedBody | None = None  # a large answer, read chunk by chunk (body is b"")
 
 
 class CircuitBreaker:
@@ -90,7 +103,8 @@ class UpstreamPool:
         return b
 
     async def fetch(self, base: str, path_and_query: str, method: str, headers: dict[str, str],
-                    api: str) -> UpstreamResponse:
+                    api: str, *, stream: bool = False) -> UpstreamResponse:
+        """``stream``: a large 200 answer comes back as ``UpstreamResponse.stream``."""
         breaker = self.breaker(base)
         if not breaker.allow():
             self.metrics.upstream.labels(api, "circuit_open").inc()
@@ -99,7 +113,7 @@ class UpstreamPool:
         attempts = 2 if method in IDEMPOTENT else 1
         for attempt in range(attempts):
             try:
-                resp = await self._once(base, path_and_query, method, headers, api)
+                resp = await self._once(base, path_and_query, method, headers, api, stream)
             except UpstreamError as exc:
                 if exc.code == "upstream_unreachable" and attempt + 1 < attempts:
                     continue
@@ -114,12 +128,18 @@ class UpstreamPool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _once(self, base: str, target: str, method: str, headers: dict[str, str],
-                    api: str) -> UpstreamResponse:
+                    api: str, stream: bool = False) -> UpstreamResponse:
         assert self._client is not None, "upstream pool not started"
         started = time.perf_counter()
+        # the path is canonical and *decoded* (a record id may hold a space, a quote, 汉字):
+        # percent-encode it for the request line; the query is already encoded
+        path, sep, query = target.partition("?")
+        target = quote(path, safe=PATH_SAFE) + sep + query
         try:
-            resp = await self._client.request(base, method, target, headers,
-                                              max_body=self.config.max_response_body)
+            resp = await self._client.request(
+                base, method, target, headers, max_body=self.config.max_response_body,
+                stream_over=self.config.stream_over if stream else -1,
+                stream_limit=self.config.max_streamed_body)
         except ReadTimeout as exc:
             self.metrics.upstream.labels(api, "timeout").inc()
             raise UpstreamTimeout("the data source did not answer in time",
@@ -143,4 +163,6 @@ class UpstreamPool:
             raise UpstreamError("the data source answered with a redirect",
                                 code="upstream_redirect")
         out = {k: v for k, v in resp.headers.items() if k not in HOP_BY_HOP}
+        if isinstance(resp, StreamedResponse):
+            return UpstreamResponse(status, out, b"", resp.body)
         return UpstreamResponse(status, out, resp.body)
