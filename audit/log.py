@@ -196,6 +196,11 @@ class AuditLog:
         self._thread = threading.Thread(target=self._run, name="ztgw-audit", daemon=True)
         self._thread.start()
 
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every batch of documents the writer has chained (in the
+        writer thread; it must be quick and must not raise — exceptions are swallowed)."""
+        self._listeners.append(listener)
+
     @property
     def healthy(self) -> bool:
         return (self._thread is not None and self._thread.is_alive() and self._failed is None
