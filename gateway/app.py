@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import version as pkg_version
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -65,6 +66,7 @@ from .tracing import Tracing
 
 VERSION = pkg_version("ztgw")
 DATA_PLANE_ROOT = b"/api/"
+HEALTH_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
 TOKEN_PATH = b"/oauth2/token"  # served without the framework (identity.http.token_asgi)
 
 
@@ -137,6 +139,7 @@ class Gateway:
             settings.session_max_age, issuer.startswith("https://"), on_event=self._identity_event)
         self.authn = Authenticator(self.directory, self.oauth_store, SecretSealer(pepper),
                                    iterations=settings.password_iterations)
+        self.authn.external_lock = self.blocklist.account_locked  # detection's account locks
         self.identity_web = IdentityWeb(self.oauth, self.sessions, self.authn, CsrfGuard(pepper),
                                         issuer, self._identity_event)
         attach_login_extensions(self.identity_web, settings, pepper)
@@ -330,11 +333,27 @@ class Gateway:
 
         raw = scope.get("raw_path") or scope["path"].encode()
         if raw.startswith(DATA_PLANE_ROOT) or self.data_plane.handles(raw):
-            await self.data_plane(scope, receive, send_with_id)
-        elif raw == TOKEN_PATH:
+            await self.data_plane(scope, receive, send_with_id)  # checks the blocklist itself
+            return
+        if raw not in HEALTH_PATHS and self._blocked(scope):
+            # an address blocked by an automatic response: no sign-in, token, console or admin
+            body = orjson.dumps({"error": "address_blocked", "request_id": rid,
+                                 "message": "this address is temporarily blocked"})
+            await send_with_id({"type": "http.response.start", "status": 403, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store")]})
+            await send_with_id({"type": "http.response.body", "body": body})
+            return
+        if raw == TOKEN_PATH:
             await self.token_endpoint(scope, receive, send_with_id)
         else:
             await self.api(scope, receive, send_with_id)
+
+    def _blocked(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        xff = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
+        ip = self.data_plane.addresses.client_ip(client[0] if client else None, xff)
+        return self.blocklist.blocked_ip(ip)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

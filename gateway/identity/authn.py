@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
+from typing import Any
 
 from ztgw.crypto import passwords
 from ztgw.crypto.constants import PBKDF2_DEFAULT_ITERATIONS
@@ -108,6 +109,8 @@ class Authenticator:
         self.directory, self.store, self.sealer = directory, store, sealer
         self.iterations = iterations
         self.throttle = Throttle(store)
+        # an account locked by an automatic response of the detection engine (issue 10)
+        self.external_lock: Any = None  # Callable[[str], bool]
         # checked for unknown users and users without a password: same cost, same answer
         self._decoy = passwords.hash_password(secrets.token_urlsafe(16), iterations=iterations)
 
@@ -126,6 +129,8 @@ class Authenticator:
         wait = self.throttle.retry_after([ukey, ikey])
         if wait:
             return LoginResult(False, reason="locked", retry_after=wait)
+        if self.external_lock is not None and self.external_lock(normalise_username(username)):
+            return LoginResult(False, reason="locked", retry_after=60)
         user = self.directory.get_user(username) if 0 < len(username) <= 128 else None
         stored = user.password_hash if user is not None and user.enabled else None
         ok = False

@@ -77,3 +77,14 @@ def test_unknown_names_are_throttled_like_known_ones(auth: Authenticator) -> Non
 def test_disabled_user_cannot_log_in(auth: Authenticator, directory: Directory) -> None:
     directory.set_user_enabled("alice", False)
     assert not auth.check_password("alice", "Correct-Horse-9", "10.3.0.1").ok
+
+
+def test_an_account_locked_by_a_detection_response_cannot_sign_in(auth: Authenticator) -> None:
+    locked: set[str] = set()
+    auth.external_lock = lambda name: name in locked
+    assert auth.check_password("alice", "Correct-Horse-9", "10.0.0.1").ok
+    locked.add("alice")
+    result = auth.check_password("Alice", "Correct-Horse-9", "10.0.0.1")  # normalised name
+    assert (result.ok, result.reason) == (False, "locked")
+    locked.clear()
+    assert auth.check_password("alice", "Correct-Horse-9", "10.0.0.1").ok
