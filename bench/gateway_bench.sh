@@ -15,7 +15,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 WORK=$(mktemp -d)
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); NG=$(free_port); GW=$(free_port); PT=$(free_port)
+UP=$(free_port); NG=$(free_port); GW=$(free_port); PT=$(free_port); W2=$(free_port)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -53,13 +53,20 @@ ZTGW_HOME="$WORK/home-pt" "${ZTGW[@]}" init >/dev/null 2>&1
 ZTGW_HOME="$WORK/home-pt" "${ZTGW[@]}" demo seed --upstream-url "http://127.0.0.1:$UP" >/dev/null 2>&1
 ZTGW_HOME="$WORK/home-pt" ZTGW_DATA_PLANE_PASSTHROUGH=true "${ZTGW[@]}" serve --port "$PT" & PIDS+=($!)
 
-for url in "http://127.0.0.1:$UP/healthz" "http://127.0.0.1:$GW/readyz" "http://127.0.0.1:$PT/healthz" "http://127.0.0.1:$NG/healthz"; do
-  for _ in $(seq 100); do curl -sf "$url" >/dev/null 2>&1 && break; sleep 0.2; done
+# two worker processes sharing one home through its audit daemon (ztgw serve --workers 2)
+ZTGW_HOME="$WORK/home-w2" "${ZTGW[@]}" init >/dev/null 2>&1
+ZTGW_HOME="$WORK/home-w2" "${ZTGW[@]}" demo seed --upstream-url "http://127.0.0.1:$UP" >/dev/null 2>&1
+ZTGW_HOME="$WORK/home-w2" "${ZTGW[@]}" serve --port "$W2" --workers 2 & PIDS+=($!)
+
+for url in "http://127.0.0.1:$UP/healthz" "http://127.0.0.1:$GW/readyz" "http://127.0.0.1:$PT/healthz" "http://127.0.0.1:$NG/healthz" "http://127.0.0.1:$W2/readyz"; do
+  for _ in $(seq 300); do curl -sf "$url" >/dev/null 2>&1 && break; sleep 0.2; done
 done
 
 Q="/api/population/persons?page=1&size=5"
 TOKEN=$(curl -s -u demo-analytics:demo-analytics-secret-2026 -d grant_type=client_credentials \
   "http://127.0.0.1:$GW/oauth2/token" | $PY -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
+TOKEN_W2=$(curl -s -u demo-analytics:demo-analytics-secret-2026 -d grant_type=client_credentials \
+  "http://127.0.0.1:$W2/oauth2/token" | $PY -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
 BYTES=$(curl -s "http://127.0.0.1:$UP$Q" | wc -c)
 # cold cache: a fresh token for every request, issued with the gateway's own signing key
 COLD="$WORK/tokens.txt"
@@ -104,6 +111,7 @@ RESULTS=$(
   run "ztgw pass-through" "http://127.0.0.1:$PT$Q"
   run "ztgw full, warm token cache" "http://127.0.0.1:$GW$Q" -H "Authorization: Bearer $TOKEN"
   run "ztgw full, cold token cache (ES256)" "http://127.0.0.1:$GW" -s "$WORK/cold_setup.lua"
+  run "ztgw full, warm, --workers 2" "http://127.0.0.1:$W2$Q" -H "Authorization: Bearer $TOKEN_W2"
 )
 echo "$RESULTS" | $PY bench/_gateway_report.py
 

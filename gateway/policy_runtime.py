@@ -366,11 +366,11 @@ def _brief(d: Decision) -> dict[str, Any]:
 
 # --- CLI ------------------------------------------------------------------------------------
 def _directory(settings: Settings) -> Any:
-    from .identity.directory import Directory
+    from .state.database import is_initialised, open_directory
 
-    if not settings.db_path.exists():
+    if not is_initialised(settings):
         return None
-    return Directory.open(settings.db_path)
+    return open_directory(settings, migrate=False)  # SQLite, or directory_url
 
 
 def subject_from_directory(settings: Settings, ref: str) -> Subject | None:

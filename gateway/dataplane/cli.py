@@ -20,11 +20,13 @@ err = Console(stderr=True)
 
 
 def _store(ctx: typer.Context) -> tuple[ApiKeyStore, Directory]:
+    from ..state.database import is_initialised, open_directory
+
     settings: Any = ctx.obj
-    if not settings.db_path.exists():
+    if not is_initialised(settings):
         err.print(f"{settings.home} is not initialised: run `ztgw init` first")
         raise typer.Exit(2)
-    directory = Directory.open(settings.db_path)
+    directory = open_directory(settings, migrate=False)  # SQLite, or directory_url
     return ApiKeyStore(directory), directory
 
 
