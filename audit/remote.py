@@ -54,7 +54,27 @@ def socket_path(home: Path) -> Path:
     return Path(f"/tmp/ztgw-{os.getuid()}") / f"{tag}.sock"  # noqa: S108 - 0700, per user
 
 
-class _Client(asyncio.Protocol):
+class FrameProtocol(asyncio.Protocol):
+    """Both ends of the socket: frames written in one event-loop step leave in one ``send``."""
+
+    transport: asyncio.Transport | None
+    out: list[bytes]
+    flush_scheduled: bool
+
+    def write(self, frame: bytes) -> None:
+        self.out.append(frame)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self.out))
+        self.out.clear()
+
+
+class _Client(FrameProtocol):
     def __init__(self, owner: RemoteAuditLog) -> None:
         self.owner = owner
         self.transport: asyncio.Transport | None = None
@@ -91,17 +111,6 @@ class _Client(asyncio.Protocol):
         self.transport = None
         self.owner._lost(self)
 
-    def write(self, frame: bytes) -> None:
-        self.out.append(frame)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        self.flush_scheduled = False
-        if self.out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self.out))
-        self.out.clear()
 
 
 Waiter = asyncio.Future[None] | Future[None]

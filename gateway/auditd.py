@@ -31,6 +31,7 @@ from ztgw.audit.remote import (
     STATE_LEN,
     UNAVAILABLE,
     WANT_ACK,
+    FrameProtocol,
     prepare_socket_dir,
     socket_path,
 )
@@ -41,7 +42,7 @@ STATE_EVERY = 0.5  # seconds between state frames to every worker
 MAX_FRAME = 512 * 1024
 
 
-class _Worker(asyncio.Protocol):
+class _Worker(FrameProtocol):
     def __init__(self, daemon: AuditDaemon) -> None:
         self.daemon = daemon
         self.transport: asyncio.Transport | None = None
@@ -74,17 +75,6 @@ class _Worker(asyncio.Protocol):
             pos = end
         del buf[:pos]
 
-    def write(self, frame: bytes) -> None:
-        self.out.append(frame)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        self.flush_scheduled = False
-        if self.out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self.out))
-        self.out.clear()
 
     def ack(self, ident: int, status: int) -> None:
         self.write(ACK.pack(ident, status))
