@@ -193,11 +193,18 @@ def test_one_follower_per_home_and_acks_audited(tmp_path: Path) -> None:
     first.start()
     second.start()
     try:
-        deadline = time.monotonic() + 5
-        while not first.active and time.monotonic() < deadline:
+        # either thread may win the lock; exactly one follows, the other stands by
+        deadline = time.monotonic() + 10
+        while not (first.active or second.active) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
-        assert first.active and not second.active
+        assert first.active != second.active
+        leader, standby = (first, second) if first.active else (second, first)
+        leader.stop()  # releasing the lock lets the standing-by follower take over
+        deadline = time.monotonic() + 15
+        while not standby.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert standby.active and not leader.active
     finally:
         first.stop()
         second.stop()
