@@ -35,8 +35,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningGate
     gw, procs = start_processes(home1)
     try:
         home2 = tmp_path_factory.mktemp("grants-gw2")
-        env2 = {**gw.env, "ZTGW_HOME": str(home2),
-                "ZTGW_DIRECTORY_URL": f"sqlite:///{home1 / 'ztgw.db'}",
+        # the first gateway's database: its PostgreSQL database and Redis key prefix (gw.env
+        # carries them with ZTGW_TEST_BACKEND=postgres), else its SQLite file
+        shared_db = gw.env.get("ZTGW_DIRECTORY_URL") or f"sqlite:///{home1 / 'ztgw.db'}"
+        env2 = {**gw.env, "ZTGW_HOME": str(home2), "ZTGW_DIRECTORY_URL": shared_db,
                 "ZTGW_POLICY_BUNDLE": str(home1 / "policies" / "active"),
                 "ZTGW_ISSUER": gw.base}  # one issuer for the replicas behind one name
         subprocess.run([*ZTGW, "init"], env=env2, check=True, capture_output=True, timeout=120)

@@ -1,8 +1,9 @@
-"""Real components on a temporary SQLite directory (no mocks: the store is the real one)."""
+"""Real components on a temporary directory database — SQLite, or a fresh PostgreSQL database
+with ``ZTGW_TEST_BACKEND=postgres`` (tests/conftest.py) — no mocks: the store is the real one."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -12,8 +13,8 @@ from ztgw.gateway.identity.store import OAuthStore
 
 
 @pytest.fixture
-def directory(tmp_path: Path) -> Directory:
-    return Directory.open(tmp_path / "ztgw.db")
+def directory(directory_opener: Callable[[], Directory]) -> Directory:
+    return directory_opener()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -30,8 +29,7 @@ def basic(user: str, password: str, encode: bool = True) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path, keyring: KeyRing) -> ZtgwAuthorizationServer:
-    directory = Directory.open(tmp_path / "ztgw.db")
+def server(directory: Directory, keyring: KeyRing) -> ZtgwAuthorizationServer:
     hasher = SecretHasher(b"p" * 32)
     for rec in (
         ClientRecord(client_id="svc", name="svc", secret_hash=hasher.hash(SECRET),

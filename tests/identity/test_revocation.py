@@ -4,6 +4,7 @@ refused by another, and the verifier's cache never hides a revocation."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -16,18 +17,18 @@ from ztgw.gateway.identity.tokens import AccessTokenVerifier, TokenInvalid, Toke
 ISS, AUD = "http://127.0.0.1:1", "urn:ztgw:data-api"
 
 
-def two_workers(tmp_path, keyring: KeyRing) -> tuple[AccessTokenVerifier, AccessTokenVerifier,
-                                                     TokenIssuer]:
-    db = tmp_path / "ztgw.db"
-    a = RevocationList(OAuthStore(Directory.open(db).engine), poll_seconds=0.0)
-    b = RevocationList(OAuthStore(Directory.open(db).engine), poll_seconds=0.0)
+def two_workers(directory_opener: Callable[[], Directory], keyring: KeyRing
+                ) -> tuple[AccessTokenVerifier, AccessTokenVerifier, TokenIssuer]:
+    a = RevocationList(OAuthStore(directory_opener().engine), poll_seconds=0.0)
+    b = RevocationList(OAuthStore(directory_opener().engine), poll_seconds=0.0)
     va = AccessTokenVerifier(keyring.keyset, ISS, AUD, revocations=a)
     vb = AccessTokenVerifier(keyring.keyset, ISS, AUD, revocations=b)
     return va, vb, TokenIssuer(keyring, ISS, AUD, 300)
 
 
-def test_revoked_in_one_worker_refused_in_the_other(tmp_path, keyring: KeyRing) -> None:
-    va, vb, issuer = two_workers(tmp_path, keyring)
+def test_revoked_in_one_worker_refused_in_the_other(directory_opener: Callable[[], Directory],
+                                                    keyring: KeyRing) -> None:
+    va, vb, issuer = two_workers(directory_opener, keyring)
     token, jti, exp = issuer.issue_access_token_with_id(subject="client:x", client_id="x", scope="")
     assert vb.verify(token).jti == jti  # now cached in worker b
     assert va.verify(token).jti == jti
@@ -40,10 +41,9 @@ def test_revoked_in_one_worker_refused_in_the_other(tmp_path, keyring: KeyRing) 
     assert vb.verify(other).subject == "client:x"  # only that token
 
 
-def test_poll_interval_bounds_staleness(tmp_path, keyring: KeyRing) -> None:
-    db = tmp_path / "ztgw.db"
-    writer = OAuthStore(Directory.open(db).engine)
-    reader = RevocationList(OAuthStore(Directory.open(db).engine), poll_seconds=0.2)
+def test_poll_interval_bounds_staleness(directory_opener: Callable[[], Directory]) -> None:
+    writer = OAuthStore(directory_opener().engine)
+    reader = RevocationList(OAuthStore(directory_opener().engine), poll_seconds=0.2)
     writer.revoke_jti("j1", int(time.time()) + 60)
     reader.refresh(force=True)
     assert reader.is_revoked("j1")
@@ -54,10 +54,11 @@ def test_poll_interval_bounds_staleness(tmp_path, keyring: KeyRing) -> None:
     assert reader.is_revoked("j2")
 
 
-def test_unreadable_list_fails_closed(tmp_path, keyring: KeyRing) -> None:
+def test_unreadable_list_fails_closed(tmp_path, directory_opener: Callable[[], Directory],
+                                     keyring: KeyRing) -> None:
     from ztgw.gateway.identity import revocation
 
-    va, _vb, issuer = two_workers(tmp_path, keyring)
+    va, _vb, issuer = two_workers(directory_opener, keyring)
     token = issuer.issue_access_token(subject="client:x", client_id="x", scope="")
     va.verify(token)
     assert va.revocations is not None

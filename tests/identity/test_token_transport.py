@@ -4,7 +4,6 @@ refused with a clear 400 (never a 500)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +19,7 @@ from ztgw.gateway.identity.tokens import AccessTokenVerifier, TokenIssuer
 AUD = "urn:ztgw:data-api"
 
 
-def token_app(tmp_path: Path, keyring: KeyRing, issuer: str) -> Any:
-    directory = Directory.open(tmp_path / "ztgw.db")
+def token_app(directory: Directory, keyring: KeyRing, issuer: str) -> Any:
     hasher = SecretHasher(b"p" * 32)
     directory.put_client(ClientRecord(client_id="svc", name="svc", secret_hash=hasher.hash("s3cret"),
                                       scope="data.read"))
@@ -42,9 +40,9 @@ def token_app(tmp_path: Path, keyring: KeyRing, issuer: str) -> Any:
     ("http://127.0.0.1:8080", 200),       # loopback (development)
     ("http://10.1.2.3:8080", 400),        # plain http on a network address: refused
 ])
-async def test_transport_follows_the_issuer(tmp_path: Path, keyring: KeyRing, issuer: str,
+async def test_transport_follows_the_issuer(directory: Directory, keyring: KeyRing, issuer: str,
                                             status: int) -> None:
-    transport = httpx.ASGITransport(app=token_app(tmp_path, keyring, issuer))
+    transport = httpx.ASGITransport(app=token_app(directory, keyring, issuer))
     async with httpx.AsyncClient(transport=transport, base_url="http://10.1.2.3:8080") as c:
         r = await c.post("/oauth2/token", data={"grant_type": "client_credentials"},
                          auth=("svc", "s3cret"))

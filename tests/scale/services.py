@@ -43,15 +43,23 @@ class Postgres:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self, prefix: str = "ztgw") -> str:
-        """A fresh empty database; its SQLAlchemy URL."""
+    def _admin(self, sql: str) -> None:
         import psycopg
 
-        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
                              autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql)  # type: ignore[arg-type]  # our own identifiers, never input
+
+    def new_database(self, prefix: str = "ztgw", template: str | None = None) -> str:
+        """A fresh database (empty, or a copy of the database ``template``); its SQLAlchemy URL."""
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        self._admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by :meth:`new_database` (its engines must be disposed first)."""
+        name = url.rsplit("/", 1)[1]
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
         pg_ctl = shutil.which("pg_ctl") or str(PG_BIN / "pg_ctl")
@@ -142,23 +150,63 @@ def backend() -> str:
     return value
 
 
+def shared_postgres() -> Postgres:
+    """The session's PostgreSQL for ``ZTGW_TEST_BACKEND=postgres`` (started on first use,
+    stopped at exit)."""
+    pg = _shared.get("pg")
+    if pg is None:
+        import atexit
+
+        pg = start_postgres()
+        atexit.register(pg.stop)
+        _shared["pg"] = pg
+    assert isinstance(pg, Postgres)
+    return pg
+
+
+def shared_redis() -> Redis:
+    """The session's redis-server for ``ZTGW_TEST_BACKEND=postgres`` (as :func:`shared_postgres`)."""
+    rd = _shared.get("redis")
+    if rd is None:
+        import atexit
+
+        rd = start_redis()
+        atexit.register(rd.stop)
+        _shared["redis"] = rd
+    assert isinstance(rd, Redis)
+    return rd
+
+
 def backend_env() -> dict[str, str]:
     """Settings for one more test gateway: with ``ZTGW_TEST_BACKEND=postgres``, a fresh database
     on the session's PostgreSQL and its own key prefix on the session's redis-server (both
     started on first use, stopped at exit); otherwise nothing (the embedded default)."""
     if backend() != "postgres":
         return {}
-    if not _shared:
-        import atexit
-
-        pg = start_postgres()
-        atexit.register(pg.stop)
-        _shared["pg"] = pg
-        rd = start_redis()
-        atexit.register(rd.stop)
-        _shared["redis"] = rd
-    pg, rd = _shared["pg"], _shared["redis"]
-    assert isinstance(pg, Postgres) and isinstance(rd, Redis)
+    pg, rd = shared_postgres(), shared_redis()
     n = next(_gateways)
     return {"ZTGW_DIRECTORY_URL": pg.new_database(), "ZTGW_REDIS_URL": rd.url,
             "ZTGW_REDIS_KEY_PREFIX": f"ztgw-e2e-{os.getpid()}-{n}:"}
+
+
+_MIGRATED_TEMPLATE = "ztgw_migrated_template"
+_templated: set[str] = set()  # data folders of the servers that hold the migrated template
+
+
+def migrated_database(pg: Postgres) -> str:
+    """A fresh database at the newest schema revision: a copy of one database migrated once per
+    session by the product's own alembic revisions (``ztgw init`` / ``ztgw db upgrade`` path)."""
+    if str(pg.base) not in _templated:
+        import sqlalchemy as sa
+
+        from ztgw.gateway.migrations import upgrade
+
+        pg._admin(f'DROP DATABASE IF EXISTS "{_MIGRATED_TEMPLATE}"')
+        pg._admin(f'CREATE DATABASE "{_MIGRATED_TEMPLATE}"')
+        engine = sa.create_engine(pg.url(_MIGRATED_TEMPLATE), poolclass=sa.NullPool)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()  # a template must have no open connections when it is copied
+        _templated.add(str(pg.base))
+    return pg.new_database(template=_MIGRATED_TEMPLATE)
