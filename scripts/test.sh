@@ -13,7 +13,7 @@ scripts/ensure_node_deps.sh  # npm openid-client / oidc-provider for tests/inter
 scripts/ensure_attack_tools.sh  # sqlmap, nmap for tests/e2e/test_detection.py (loopback only)
 echo "== pytest"
 set +e
-pytest -q -p no:cacheprovider "$@"
+pytest -q -p no:cacheprovider --durations=25 "$@"  # the slowest 25: keep the suite fast
 rc=$?
 if [ $# -eq 0 ]; then
   # issue 11: the same gateways on the scaled-out backend — every e2e gateway gets its own
