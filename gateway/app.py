@@ -7,6 +7,7 @@ gives every request an ``X-Request-ID`` that the audit event carries too.
 
 from __future__ import annotations
 
+from functools import partial
 from importlib.metadata import version as pkg_version
 from typing import Any
 
@@ -25,6 +26,7 @@ from ztgw.audit.store import AuditStore
 
 from .admin.api import build_admin_api
 from .catalogue import Catalogue
+from .dataplane.auditpath import subject_ref
 from .dataplane.clientip import ClientAddressResolver
 from .dataplane.federation import CompositeVerifier, FederatedIssuer, FederatedVerifier
 from .dataplane.identity_header import load_or_create_key as load_or_create_identity_key
@@ -201,7 +203,8 @@ class Gateway:
         self.api.include_router(Console(
             service=self.grants.service, sessions=self.sessions, csrf=CsrfGuard(pepper),
             directory=self.directory, engine=self.engine, audit_store=self._audit_reader,
-            pii_findings=lambda ds: sampled_findings(self.pii_sampler.path, ds)).router())
+            pii_findings=lambda ds: sampled_findings(self.pii_sampler.path, ds),
+            subject_ref=partial(subject_ref, protection_keys.derive("audit-subject"))).router())
         self._audit_store: AuditStore | None = None
 
     def _audit_reader(self) -> AuditStore:

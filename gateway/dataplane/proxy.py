@@ -52,6 +52,7 @@ from ..metrics import Metrics, status_class
 from ..protection.keys import ProtectionKeys
 from ..protection.streaming import ENCODINGS, BodyStream, StreamError
 from ..protection.watermark import Watermarker
+from .auditpath import mask_path, subject_ref
 from .clientip import ClientAddressResolver
 from .httpclient import ClientError, StreamedBody
 from .identity_header import HEADER as IDENTITY_HEADER
@@ -211,6 +212,7 @@ class DataPlane:
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
         self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
         self.keys, self.watermarker = keys, watermarker
+        self.subject_key = keys.derive("audit-subject")
         self.quota = quota or DailyQuota()  # shared in Redis when scaled out (ztgw.gateway.state)
         self.signatures = signatures
         self.blocklist = blocklist  # automatic responses of the detection engine (issue 10)
@@ -626,7 +628,8 @@ class DataPlane:
                 "obligations": [o.type for o in d.obligations],
             }
         event = access_event(
-            request_id=ex.request_id, method=ex.method, path=ex.path, query_keys=ex.query_keys,
+            request_id=ex.request_id, method=ex.method, path=mask_path(ex.path),
+            query_keys=ex.query_keys,
             status=status, outcome=outcome, source_ip=ex.source_ip, user_agent=ex.user_agent,
             started_ns=ex.started_ns, ended_ns=time.time_ns(), subject=subject,
             decision=decision, data=ex.data, error=error,
@@ -648,6 +651,16 @@ class DataPlane:
                 "dataset": ex.route.dataset.dataset,
                 "classification": ex.route.dataset.classification.label,
             }
+        if ex.route is not None and ex.route.record_id:
+            # the record key, pseudonymised: "who read this record" is answerable without the
+            # ID number in the trail (auditpath.py); when the key names the data subject it
+            # is also the subject ("who used my data", the citizen's console page)
+            ds = ex.route.dataset
+            ref = subject_ref(self.subject_key, ex.route.record_id)
+            data = {**(event["ztgw"].get("data") or {}), "record": ref}
+            if ds.key_field is not None and ds.key_field == ds.subject_field:
+                data["subject"] = ref
+            event["ztgw"]["data"] = data
         self.metrics.audit_events.labels("ztgw.access").inc()
         return self.audit.emit_async(event, wait=wait)
 

@@ -87,8 +87,12 @@ class Console:
     def __init__(self, *, service: GrantService, sessions: SessionManager, csrf: CsrfGuard,
                  directory: Directory, engine: PolicyEngine,
                  audit_store: Callable[[], AuditStore],
-                 pii_findings: Callable[[str], list[dict[str, Any]]] | None = None) -> None:
+                 pii_findings: Callable[[str], list[dict[str, Any]]] | None = None,
+                 subject_ref: Callable[[str], str] | None = None) -> None:
         self.service, self.sessions, self.csrf = service, sessions, csrf
+        # the data plane's keyed pseudonym of a record key (ztgw.data.subject of access
+        # events): a citizen sees the reads of *their* record, not of other consenting citizens'
+        self.subject_ref = subject_ref
         # what the gateway's PII sampler found in live answers (issue 10): classification
         # proposals the owner confirms on the catalogue page
         self.pii_findings = pii_findings
@@ -482,7 +486,11 @@ class Console:
             events = self.audit_store().search(AuditQuery(
                 dataset=c.dataset, client=c.client_id, since=since, until=until,
                 event_dataset="ztgw.access", limit=100))
+            mine = self.subject_ref(c.subject_key) if self.subject_ref else None
             for e in events:
+                subject = ((e.get("ztgw") or {}).get("data") or {}).get("subject")
+                if mine is not None and subject is not None and subject != mine:
+                    continue  # a record read of another citizen who consented to the same app
                 rule = (e.get("rule") or {}).get("id")
                 matched = (e.get("ztgw", {}).get("decision") or {}).get("matched_rules") or []
                 if rule == "consent-read" or "consent-read" in matched:
