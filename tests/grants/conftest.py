@@ -3,6 +3,7 @@ service — no mocks: the same objects the gateway builds."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,9 @@ def citizen(name: str, id_number: str) -> Subject:
                    roles=frozenset({"citizen"}), attributes={"id_number": id_number})
 
 
-def make_world(tmp_path: Path) -> World:
-    directory = Directory.open(tmp_path / "ztgw.db")
+def make_world(tmp_path: Path, directory: Directory | None = None) -> World:
+    """The world on ``directory`` (default: the SQLite file of the home ``tmp_path``)."""
+    directory = directory or Directory.open(tmp_path / "ztgw.db")
     catalogue = Catalogue(directory)
     for d in DEMO_DATASETS:
         catalogue.put(Dataset(dataset=d.dataset, title=d.title, route_prefix=d.route_prefix,
@@ -71,5 +73,6 @@ def make_world(tmp_path: Path) -> World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    return make_world(tmp_path)
+def world(tmp_path: Path, directory_opener: Callable[[], Directory]) -> World:
+    """On the backend ZTGW_TEST_BACKEND selects (tests/conftest.py)."""
+    return make_world(tmp_path, directory_opener())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ztgw.gateway.cli import app as root
@@ -13,6 +14,12 @@ from ztgw.gateway.demo.data import get_dataset
 from .conftest import World, app, citizen, make_world
 
 runner = CliRunner()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    """The CLI opens the home's SQLite file (``--home``): the world lives there too."""
+    return make_world(tmp_path)
 
 
 def ztgw(home: Path, *args: str) -> tuple[int, str]:
