@@ -19,56 +19,91 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from ztgw.audit.checkpoint import load_or_create_signing_key
-from ztgw.audit.cli import app as audit_app
-from ztgw.audit.store import AuditStore
-from ztgw.crypto.cli import app as crypto_app
-from ztgw.gateway.dataplane.cli import apikeys_app
-from ztgw.scanners import cli as scanners_cli
-
-from .grants.cli import consent_app, datasets_app, grants_app, requests_app
-from .identity.cli import clients_app, keys_app, sessions_app, users_app
-from .migrations.cli import db_app
-from .pii_sampler import scan_pii_command
-from .policy_runtime import policy_app
-from .protection.cli import scan_app, watermark_app
 from .settings import Settings
+
+# Sub-command groups are imported when they are invoked, not when `ztgw` starts: importing all
+# of them (policy engine, alembic, SQLAlchemy, the scanners …) cost ~2 s per invocation, paid by
+# every CLI call of operators, scripts and the test suite.  `ztgw --help` still lists them all.
+_LAZY: dict[str, tuple[str, str]] = {
+    "users": ("ztgw.gateway.identity.cli", "users_app"),
+    "clients": ("ztgw.gateway.identity.cli", "clients_app"),
+    "sessions": ("ztgw.gateway.identity.cli", "sessions_app"),
+    "keys": ("ztgw.gateway.identity.cli", "keys_app"),
+    "audit": ("ztgw.audit.cli", "app"),
+    "crypto": ("ztgw.crypto.cli", "app"),
+    "apikeys": ("ztgw.gateway.dataplane.cli", "apikeys_app"),
+    "scan": ("ztgw.gateway.protection.cli", "scan_app"),
+    "watermark": ("ztgw.gateway.protection.cli", "watermark_app"),
+    "policy": ("ztgw.gateway.policy_runtime", "policy_app"),
+    "db": ("ztgw.gateway.migrations.cli", "db_app"),  # issue 11: schema migrations (alembic)
+    "requests": ("ztgw.gateway.grants.cli", "requests_app"),  # issue 6: owners, data subjects
+    "grants": ("ztgw.gateway.grants.cli", "grants_app"),
+    "consent": ("ztgw.gateway.grants.cli", "consent_app"),
+    "datasets": ("ztgw.gateway.grants.cli", "datasets_app"),
+    # issue 10: detection alerts, drills, posture scans (ztgw.scanners)
+    "alerts": ("ztgw.scanners.cli", "alerts_app"),
+    "drill": ("ztgw.scanners.cli", "drill_app"),
+}
+
+
+def _scanners_cli() -> Any:
+    from ztgw.scanners import cli as scanners_cli
+
+    scanners_cli.providers.credentials = _local_credentials
+    scanners_cli.providers.datasets = _catalogue_datasets
+    scanners_cli.providers.grants = _grants_and_consents
+    scanners_cli.providers.sampled_pii = _sampled_pii
+    return scanners_cli
+
+
+def _load_group(name: str) -> typer.Typer:
+    import importlib
+
+    module, attr = _LAZY[name]
+    sub: typer.Typer = getattr(importlib.import_module(module), attr)
+    if module == "ztgw.scanners.cli":
+        _scanners_cli()
+    if name == "scan" and not getattr(sub, "_ztgw_composed", False):
+        from .pii_sampler import scan_pii_command
+
+        scanners_cli = _scanners_cli()
+        sub.command("ports")(scanners_cli.ports)
+        sub.command("tls")(scanners_cli.tls)
+        sub.command("passwords")(scanners_cli.passwords)
+        sub.command("coverage")(scanners_cli.coverage)
+        # `scan pii FILE` (protection) or `scan pii --sampled` (the gateway's sampled answers)
+        sub.registered_commands[:] = [c for c in sub.registered_commands if c.name != "pii"]
+        sub.command("pii")(scan_pii_command)
+        sub._ztgw_composed = True  # type: ignore[attr-defined]
+    return sub
+
+
+class LazyGroup(TyperGroup):
+    """The root group: a sub-command group is imported and built on first use."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *(n for n in _LAZY if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = self.commands.get(cmd_name)
+        if cmd is None and cmd_name in _LAZY:
+            cmd = typer.main.get_group(_load_group(cmd_name))
+            cmd.name = cmd_name
+            self.add_command(cmd, cmd_name)
+        return cmd
+
 
 app = typer.Typer(
     name="ztgw", help="ztgw — zero-trust gateway for government data APIs.",
-    no_args_is_help=True, pretty_exceptions_enable=False,
+    no_args_is_help=True, pretty_exceptions_enable=False, cls=LazyGroup,
 )
 demo_app = typer.Typer(help="The demo realm: seed it, run its data APIs, run everything.",
                        no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
-app.add_typer(users_app, name="users")
-app.add_typer(clients_app, name="clients")
-app.add_typer(sessions_app, name="sessions")
-app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
-app.add_typer(audit_app, name="audit")
-app.add_typer(crypto_app, name="crypto")
-app.add_typer(apikeys_app, name="apikeys")
-app.add_typer(scan_app, name="scan")
-app.add_typer(watermark_app, name="watermark")
-app.add_typer(policy_app, name="policy")
-app.add_typer(db_app, name="db")  # issue 11: schema migrations (alembic)
-app.add_typer(requests_app, name="requests")  # issue 6: data owners and data subjects
-app.add_typer(grants_app, name="grants")
-app.add_typer(consent_app, name="consent")
-app.add_typer(datasets_app, name="datasets")
-# issue 10: detection alerts, drills, posture scans (ztgw.scanners)
-app.add_typer(scanners_cli.alerts_app, name="alerts")
-app.add_typer(scanners_cli.drill_app, name="drill")
-scan_app.command("ports")(scanners_cli.ports)
-scan_app.command("tls")(scanners_cli.tls)
-scan_app.command("passwords")(scanners_cli.passwords)
-scan_app.command("coverage")(scanners_cli.coverage)
-# `scan pii FILE` (protection) or `scan pii --sampled` (the gateway's sampled upstream answers)
-scan_app.registered_commands[:] = [c for c in scan_app.registered_commands if c.name != "pii"]
-scan_app.command("pii")(scan_pii_command)
 
 
 def _local_credentials(settings: Settings) -> list[Any]:
@@ -115,10 +150,6 @@ def _sampled_pii(settings: Settings) -> list[Any]:
     return sampled_findings(Path(settings.home) / "detection" / "pii-sampled.db")
 
 
-scanners_cli.providers.credentials = _local_credentials
-scanners_cli.providers.datasets = _catalogue_datasets
-scanners_cli.providers.grants = _grants_and_consents
-scanners_cli.providers.sampled_pii = _sampled_pii
 
 err = Console(stderr=True)
 
@@ -182,6 +213,9 @@ def initialise(settings: Settings) -> dict[str, Any]:
     load_or_create_identity_key(settings.keys_dir)
     load_or_create_receipt_key(settings.keys_dir)  # consent receipts (issue 6)
     Catalogue(open_directory(settings))  # SQLite or directory_url, upgraded to the newest schema
+    from ztgw.audit.checkpoint import load_or_create_signing_key
+    from ztgw.audit.store import AuditStore
+
     AuditStore(settings.audit_settings().db_path).close()
     load_or_create_signing_key(settings.audit_settings().effective_keys_dir)
     bundle = settings.bundle_path
