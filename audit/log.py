@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import asdict
 from typing import Any
 
@@ -32,6 +31,7 @@ from .checkpoint import CheckpointWriter, load_or_create_signing_key
 from .config import AuditSettings
 from .errors import AuditUnavailable, InvalidEvent
 from .events import ECS_VERSION, iso_now, needs_sanitize, new_event_id, sanitize
+from .handoff import STOP, HandOff
 from .shipping import JsonLinesSink, Shipper, Sink, StoreSink, name_os_thread
 from .spool import Cursor, Spool
 from .store import AuditStore
@@ -77,16 +77,21 @@ def _settle_on_loop(items: list[tuple[LoopWaiter, BaseException | None]]) -> Non
 def _deliver(results: list[tuple[Waiter, BaseException | None]]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[LoopWaiter, BaseException | None]]] = {}
     for waiter, exc in results:
-        if isinstance(waiter, LoopWaiter):
+        if type(waiter) is LoopWaiter:
             by_loop.setdefault(waiter.loop, []).append((waiter, exc))
-        elif not waiter.done():
-            if exc is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(exc)
+        else:
+            try:  # cheaper than asking done() first (a lock round trip per future)
+                if exc is None:
+                    waiter.set_result(None)  # type: ignore[union-attr]
+                else:
+                    waiter.set_exception(exc)  # type: ignore[union-attr]
+            except InvalidStateError:  # the caller cancelled it: nobody waits any more
+                continue
     for loop, items in by_loop.items():
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
             loop.call_soon_threadsafe(_settle_on_loop, items)
+
+
 log = structlog.get_logger("ztgw.audit")
 
 
@@ -100,8 +105,14 @@ def _announcement(doc: dict[str, Any]) -> bool:
 
 
 def _urgent(doc: dict[str, Any]) -> bool:
-    data = doc.get("ztgw", {}).get("data")
-    return isinstance(data, dict) and data.get("classification") in URGENT
+    ztgw = doc.get("ztgw")
+    data = ztgw.get("data") if isinstance(ztgw, dict) else None
+    label = data.get("classification") if isinstance(data, dict) else None
+    return isinstance(label, str) and label in URGENT
+
+
+def _any_urgent(batch: list[tuple[dict[str, Any], Waiter | None]], start: int = 0) -> bool:
+    return any(_urgent(batch[i][0]) for i in range(start, len(batch)))
 
 
 class AuditLog:
@@ -110,8 +121,7 @@ class AuditLog:
                  extra_sinks: list[Sink] | None = None) -> None:
         self.store = store
         self.config = config or AuditSettings(db_path=store.path)
-        self._queue: queue.Queue[tuple[dict[str, Any], Waiter | None] | None] = (
-            queue.Queue(MAX_QUEUE))
+        self._handoff: HandOff[tuple[dict[str, Any], Waiter | None]] = HandOff(MAX_QUEUE)
         self._listeners = list(listeners or [])
         self._extra_sinks = list(extra_sinks or [])
         self._thread: threading.Thread | None = None
@@ -208,7 +218,7 @@ class AuditLog:
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._handoff)
 
     def status(self) -> dict[str, Any]:
         """The live state of the trail (for readiness checks and metrics)."""
@@ -250,46 +260,46 @@ class AuditLog:
         ev = event.get("event")
         if not isinstance(ev, dict) or not isinstance(event.get("@timestamp"), str):
             raise InvalidEvent("an audit event needs an `event` object and an `@timestamp` string")
-        ev.setdefault("id", new_event_id())
+        if "id" not in ev:  # not setdefault: that would draw a fresh random id every time
+            ev["id"] = new_event_id()
 
     def _enqueue(self, event: dict[str, Any], waiter: Waiter | None) -> None:
-        try:
-            self._queue.put_nowait((event, waiter))
-        except queue.Full as exc:
-            raise AuditUnavailable("the audit queue is full") from exc
+        if not self._handoff.put((event, waiter)):
+            raise AuditUnavailable("the audit queue is full")
 
     # --- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
         name_os_thread("ztgw-audit")
+        try:
+            self._loop()
+        finally:  # stopped or broken: whatever is still queued is refused, never left hanging
+            left = self._handoff.drain()
+            if left:
+                gone = AuditUnavailable("the audit writer has stopped")
+                _deliver([(w, gone) for _, w in left if w is not None])
+
+    def _loop(self) -> None:
         conf = self.config
+        handoff = self._handoff
         last_cp = last_sync = last_gc = time.monotonic()
         stop = False
         while not stop:
-            wait = max(0.01, conf.checkpoint_seconds - (time.monotonic() - last_cp))
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                item = ()  # type: ignore[assignment]
+            handoff.wait(max(0.01, conf.checkpoint_seconds - (time.monotonic() - last_cp)))
             batch: list[tuple[dict[str, Any], Waiter | None]] = []
-            if item is None:
-                stop = True
-            elif item:
-                batch.append(item)
-                urgent = _urgent(item[0])
+            stop = handoff.take(batch, MAX_BATCH)
+            if batch and not stop and len(batch) < MAX_BATCH and not _any_urgent(batch):
+                # only 一般 data waiting: gather more for up to batch_delay (fewer, larger
+                # writes); a 重要/核心 event arriving meanwhile ends the wait at once
                 deadline = time.monotonic() + conf.batch_delay
                 while len(batch) < MAX_BATCH:
-                    try:
-                        if urgent:
-                            nxt = self._queue.get_nowait()
-                        else:
-                            nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
                         break
-                    if nxt is None:
-                        stop = True
+                    handoff.wait(remaining)
+                    seen = len(batch)
+                    stop = handoff.take(batch, MAX_BATCH)
+                    if stop or _any_urgent(batch, seen):
                         break
-                    batch.append(nxt)
-                    urgent = urgent or _urgent(nxt[0])
             if batch:
                 if not self._write(batch):
                     return
@@ -316,22 +326,26 @@ class AuditLog:
         docs: list[dict[str, Any]] = []
         results: list[tuple[Waiter, BaseException | None]] = []  # settled whatever happens
         ok: list[Waiter] = []  # settled by the outcome of the spool write
+        real: list[bool] = []  # False for checkpoint announcements
         for doc, fut in batch:
             if doc is _NOOP:
                 if fut is not None:
                     ok.append(fut)
                 continue
             try:
-                doc.setdefault("ztgw", {})
+                if "ztgw" not in doc:
+                    doc["ztgw"] = {}
                 body = canonical(doc)
                 if needs_sanitize(body):  # the scan reuses the bytes the chain hashes anyway
-                    doc = sanitize(doc)
+                    # sanitised from its JSON: plain dicts, lists and strings whatever the
+                    # caller passed (a dataclass's secret-named field is fingerprinted too)
+                    doc = sanitize(orjson.loads(body))
                     doc.setdefault("ztgw", {})
                     body = canonical(doc)
                 if len(body) > MAX_EVENT_BYTES:
                     raise TypeError(f"the event is larger than {MAX_EVENT_BYTES} bytes")
                 value = seal(doc, seq + 1, prev, body)
-                line = orjson.dumps(doc) + b"\n"
+                line = orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
             except (TypeError, KeyError, orjson.JSONEncodeError) as exc:
                 if fut is not None:
                     results.append((fut, InvalidEvent(f"the event cannot be serialised: {exc}")))
@@ -342,6 +356,8 @@ class AuditLog:
             lines.append(line)
             leaves.append(value)
             docs.append(doc)
+            ev = doc["event"]
+            real.append(ev.get("action") != CHECKPOINT_ACTION or ev.get("dataset") != "ztgw.audit")
         try:
             self.spool.append(b"".join(lines), seq)
             if self.config.fsync == "always":
@@ -354,7 +370,6 @@ class AuditLog:
             return False
         self._seq, self._prev = seq, prev
         self._leaves.extend(leaves)
-        real = [not _announcement(d) for d in docs]
         self._leaf_real.extend(real)
         self._pending_real += sum(real)
         self.written += len(docs)
@@ -409,8 +424,7 @@ class AuditLog:
                 "data_stream": {"type": "logs", "dataset": "ztgw.audit", "namespace": "default"},
                 "ztgw": {"checkpoint": asdict(cp)},
             }
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait((event, None))
+            self._handoff.put((event, None))  # dropped if the queue is full: the next one says it
 
     def _collect(self) -> None:
         if self.spool is None or self.checkpoints is None:
@@ -440,8 +454,7 @@ class AuditLog:
                 "data_stream": {"type": "logs", "dataset": "ztgw.audit", "namespace": "default"},
                 "ztgw": {"spool": {"bytes": self._spool_bytes, "quota": quota}},
             }
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait((alert, None))
+            self._handoff.put((alert, None))
         elif self._alerting and self._spool_bytes < quota * self.config.spool_alert_ratio * 0.9:
             self._alerting = False
 
@@ -452,9 +465,9 @@ class AuditLog:
         if self.healthy:
             try:
                 # an empty round trip through the writer: everything before it is spooled
-                self._queue.put((_NOOP, marker), timeout=timeout)
+                self._handoff.put((_NOOP, marker), force=True)
                 marker.result(timeout)
-            except (queue.Full, TimeoutError, AuditUnavailable):
+            except (TimeoutError, AuditUnavailable):
                 return False
         for shipper in self.shippers:
             shipper.caught_up.clear()
@@ -467,7 +480,7 @@ class AuditLog:
     def close(self, timeout: float = 10.0) -> None:
         """Spool what is queued, sign a last checkpoint, let sinks catch up, then stop."""
         if self._thread is not None:
-            self._queue.put(None)
+            self._handoff.put(STOP, force=True)
             self._thread.join(timeout)
             self._thread = None
         for shipper in self.shippers:
