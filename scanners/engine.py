@@ -406,6 +406,7 @@ class DetectionService:
         self.active = True
         book = self.engine.responses
         pending: list[Event] = []
+        next_book = 0.0
         try:
             while not self._stop.is_set():
                 self._wake.clear()
@@ -418,7 +419,11 @@ class DetectionService:
                     self.lag = len(pending)
                 else:
                     busy = self._from_store(store, None) >= 2000
-                if book is not None:
+                now = time.monotonic()
+                if book is not None and now >= next_book:
+                    # undo/ack from the CLI: polled at the poll interval, not at every batch of
+                    # the feed (two SQLite queries per audit batch under load otherwise)
+                    next_book = now + self.poll_interval
                     try:
                         book.audit_undone()
                         book.audit_acks()
