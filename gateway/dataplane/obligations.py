@@ -8,8 +8,6 @@ those of ``ztgw.policies.obligations``.  Anything this module cannot carry out r
 
 from __future__ import annotations
 
-import csv
-import io
 import threading
 import time
 from collections.abc import Mapping
@@ -25,7 +23,7 @@ from ztgw.policies.obligations import MASK, MAX_ROWS, PROJECT, ROW_FILTER, STEP_
 from ..errors import ServiceUnavailable
 from ..protection.keys import ProtectionKeys
 from ..protection.masking import MaskPlan, UnenforceableMask
-from ..protection.streaming import Pipeline
+from ..protection.streaming import Pipeline, RecordWithheld
 from ..protection.watermark import Watermarker, WatermarkPlan
 
 ENFORCEABLE = frozenset({MASK, PROJECT, ROW_FILTER, MAX_ROWS, WATERMARK, STEP_UP})
@@ -217,58 +215,29 @@ def _keep(plan: ResponsePlan, rec: Mapping[str, Any]) -> bool:
     return all(str(rec.get(name)) in allowed for name, allowed in plan.filters)
 
 
-def _select(plan: ResponsePlan, records: list[Any], limit: int | None) -> list[Any]:
-    """row filter → row limit → projection record by record, then mask → watermark over the
-    kept records as one batch (the protection library works column by column)."""
-    out = []
-    project = plan.project
-    for rec in records:
-        if not isinstance(rec, dict):
-            raise ValueError("a record is not an object")
-        if not _keep(plan, rec):
-            plan.dropped += 1
-            continue
-        if limit is not None and len(out) >= limit:
-            plan.dropped += 1
-            continue
-        out.append(rec if project is None else {k: v for k, v in rec.items() if k in project})
-    if plan.mask is not None:
-        plan.touched |= plan.mask.records(out)[1]
-    if plan.watermark_plan is not None:
-        plan.watermark_plan.records(out)
-    plan.records = len(out)
-    return out
-
-
 def apply_json(plan: ResponsePlan, body: bytes, limit: int | None) -> bytes:
+    """A buffered JSON answer through the same pipeline as a streamed one
+    (:meth:`ztgw.gateway.protection.streaming.Pipeline.document`): the records are found under
+    any documented container key (``items``, ``data``, ``data.list`` …) or are the bare list,
+    else the answer is one record (withheld → LookupError); when masking, what lies outside
+    the records is masked too. Raises ValueError on an answer it cannot protect."""
     doc = orjson.loads(body)
-    if isinstance(doc, dict) and isinstance(doc.get("items"), list):
-        doc["items"] = _select(plan, doc["items"], limit)
-        if plan.dropped and "total" in doc:
-            doc["total"] = None  # the upstream's count includes records the caller may not see
-    elif isinstance(doc, list):
-        doc = _select(plan, doc, limit)
-    elif isinstance(doc, dict):
-        kept = _select(plan, [doc], limit)
-        if not kept:
-            raise LookupError("the record is outside what the caller may see")
-        doc = kept[0]
-    else:
-        raise ValueError("the answer is not a record or a list of records")
+    pipe = stream_pipeline(plan, limit)
+    try:
+        doc = pipe.document(doc)
+    except RecordWithheld as exc:
+        raise LookupError("the record is outside what the caller may see") from exc
+    finish_stream(plan, pipe)
     return orjson.dumps(doc)
 
 
 def apply_csv(plan: ResponsePlan, body: bytes, limit: int | None) -> bytes:
-    reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline=""))
-    header = list(reader.fieldnames or [])
-    records = _select(plan, list(reader), limit)
-    cols = [h for h in header if plan.project is None or h in plan.project]
-    out = io.StringIO(newline="")
-    writer = csv.DictWriter(out, fieldnames=cols, lineterminator="\r\n", extrasaction="ignore")
-    writer.writeheader()
-    for rec in records:
-        writer.writerow({k: "" if v is None else v for k, v in rec.items()})
-    return out.getvalue().encode("utf-8")
+    """A buffered CSV answer through the streaming pipeline (every column of a duplicated
+    header name is masked; cells beyond the header are dropped when masking)."""
+    pipe = stream_pipeline(plan, limit)
+    out = pipe.body(body, "csv")
+    finish_stream(plan, pipe)
+    return out
 
 
 class StreamSelector:

@@ -50,12 +50,17 @@ from .strategies import (
 __all__ = [
     "MASK_CHAR",
     "MAX_KEEP",
+    "RECORD_CONTAINERS",
     "STRATEGIES",
     "MaskPlan",
     "Masker",
     "UnenforceableMask",
     "compile_masker",
+    "get_path",
+    "holds_records",
     "records_of",
+    "records_path",
+    "set_path",
 ]
 
 MAX_PATH_DEPTH = 16
@@ -72,15 +77,96 @@ def _parse_path(path: str) -> tuple[str, ...]:
     return parts
 
 
-def records_of(doc: Any) -> list[Any]:
-    """The records of a JSON answer: a page's ``items``, a bare list, or one record."""
-    if isinstance(doc, dict) and isinstance(doc.get("items"), list):
-        return doc["items"]  # type: ignore[no-any-return]
+# Keys under which data APIs put a page's records, looked up in document order and through
+# nested envelopes ({"code": 0, "data": {"list": [...], "total": n}}): ``items`` (ztgw's own
+# pages), ``data`` / ``result`` / ``results`` (common envelopes), ``records`` (MyBatis-Plus
+# pages), ``rows`` (bootstrap-table, many Chinese platforms), ``list`` (PageHelper),
+# ``content`` (Spring Data pages), ``datas`` / ``dataList`` / ``resultList`` (also seen).
+RECORD_CONTAINERS = frozenset({"items", "data", "records", "rows", "list", "result", "results",
+                               "content", "datas", "dataList", "resultList"})
+MAX_ENVELOPE_DEPTH = 4  # container keys followed from the top: data.page.list is depth 3
+MAX_NESTING = 256  # deeper JSON than this is refused rather than walked
+
+
+def records_path(doc: Any, *, weak: bool = True) -> tuple[tuple[str, ...], bool]:
+    """Where a JSON answer's records are: (keys from the top, whether that is a list of records).
+
+    - a top-level list: ``((), True)``;
+    - the first list, in document order, reached through :data:`RECORD_CONTAINERS` keys only
+      (``items``, ``data.list``, ``result.records`` …): ``(("data", "list"), True)``;
+    - else, when ``weak``, the first top-level value that is a non-empty list of objects;
+    - else one record: the innermost object reached through container keys (``{"code": 0,
+      "data": {...}}``), or the document itself: ``(("data",), False)`` / ``((), False)``.
+    """
     if isinstance(doc, list):
-        return doc
-    if isinstance(doc, dict):
-        return [doc]
-    return []
+        return (), True
+    if not isinstance(doc, dict):
+        return (), False
+    found = _container_list(doc, (), 0)
+    if found is not None:
+        return found, True
+    if weak:
+        for k, v in doc.items():
+            if type(v) is list and v and all(type(x) is dict for x in v):
+                return (k,), True
+    path: tuple[str, ...] = ()
+    node: Any = doc
+    while len(path) < MAX_ENVELOPE_DEPTH:
+        nxt = next((k for k, v in node.items() if k in RECORD_CONTAINERS and type(v) is dict), None)
+        if nxt is None:
+            break
+        path, node = (*path, nxt), node[nxt]
+    return path, False
+
+
+def _container_list(node: dict[str, Any], path: tuple[str, ...], depth: int) -> tuple[str, ...] | None:
+    for k, v in node.items():
+        if k not in RECORD_CONTAINERS:
+            continue
+        if type(v) is list:
+            return (*path, k)
+        if type(v) is dict and depth + 1 < MAX_ENVELOPE_DEPTH:
+            found = _container_list(v, (*path, k), depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def get_path(doc: Any, path: tuple[str, ...]) -> Any:
+    for k in path:
+        doc = doc[k]
+    return doc
+
+
+def set_path(doc: Any, path: tuple[str, ...], value: Any) -> Any:
+    """``doc`` with the value at ``path`` replaced (the new value itself for ``()``)."""
+    if not path:
+        return value
+    get_path(doc, path[:-1])[path[-1]] = value
+    return doc
+
+
+def records_of(doc: Any) -> list[Any]:
+    """The records of a JSON answer (see :func:`records_path`): a page's records array, a bare
+    list, or the one record."""
+    path, is_list = records_path(doc)
+    found = get_path(doc, path)
+    if is_list:
+        return found  # type: ignore[no-any-return]
+    return [found] if isinstance(found, dict) else []
+
+
+def holds_records(node: Any, skip: Any = None, depth: int = 0) -> bool:
+    """Whether ``node`` (but not the object ``skip``) holds a non-empty list of objects."""
+    if node is skip or depth > MAX_NESTING:
+        return depth > MAX_NESTING
+    if type(node) is list:
+        if node and any(type(x) is dict for x in node):
+            return True
+        return any(holds_records(x, skip, depth + 1) for x in node if type(x) in (dict, list))
+    if type(node) is dict:
+        return any(holds_records(v, skip, depth + 1) for v in node.values() if type(v) in (dict, list))
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +217,17 @@ class MaskPlan:
 
     def record(self, rec: dict[str, Any]) -> set[str]:
         """Mask one record in place; returns the field names / paths it touched."""
+        touched = self._names(rec)
+        if self.types:
+            for key in list(rec):
+                new, hit = self._by_type(rec[key], 0)
+                if hit:
+                    rec[key] = new
+                    touched.add(key)
+        return touched
+
+    def _names(self, rec: dict[str, Any]) -> set[str]:
+        """Names, then paths, on one object (what :meth:`record` does before detectors)."""
         touched = set()
         for name, masker in self.maskers.items():
             if name in rec:
@@ -143,13 +240,62 @@ class MaskPlan:
                     touched.add(label)
             elif _apply_path(rec, parts, masker):
                 touched.add(label)
-        if self.types:
-            for key in list(rec):
-                new, hit = self._by_type(rec[key], 0)
-                if hit:
-                    rec[key] = new
-                    touched.add(key)
         return touched
+
+    def deep(self, node: Any, touched: set[str], *, skip: Any = None, types: bool = True,
+             depth: int = 0) -> None:
+        """Fail closed on what is not a record of the answer (a page's envelope, the objects
+        nested in a single record): names and paths apply to *every* object at any depth, and
+        (with ``types``) detectors to every scalar; ``skip`` (the records array, already
+        masked) is left alone."""
+        if node is skip:
+            return
+        if depth > MAX_NESTING:
+            raise UnenforceableMask("the answer is nested too deeply to be masked")
+        if type(node) is dict:
+            if self.maskers or self.paths:
+                touched |= self._names(node)
+            items: Any = node.items()
+        elif type(node) is list:
+            items = enumerate(node)
+        else:
+            return
+        for k, v in list(items):
+            t = type(v)
+            if t is dict or t is list:
+                self.deep(v, touched, skip=skip, types=types, depth=depth + 1)
+            elif types and self.types and (t is str or t is int):
+                new, hit = self._by_type(v, MAX_PATH_DEPTH)
+                if hit:
+                    node[k] = new
+                    touched.add(str(k) if type(node) is dict else "[]")
+
+    def document(self, doc: Any) -> tuple[Any, int, set[str]]:
+        """Mask a whole parsed JSON answer: its records (:func:`records_path`) as a batch, and
+        everything outside them through :meth:`deep`. Returns (doc, records, touched)."""
+        path, is_list = records_path(doc)
+        node = get_path(doc, path)
+        if is_list:
+            n, touched = self.records(node)
+            self.deep(doc, touched, skip=node)
+            return doc, n, touched
+        if type(node) is not dict:
+            touched = set()
+            self.deep(doc, touched)
+            return doc, 0, touched
+        touched = self.record(node)
+        self.nested(node, touched)
+        if path:
+            self.deep(doc, touched, skip=node)
+        return doc, 1, touched
+
+    def nested(self, rec: dict[str, Any], touched: set[str]) -> None:
+        """Names and paths on the objects nested in a single record (its detectors have already
+        walked them): a single object may be an envelope this module does not recognise."""
+        if self.maskers or self.paths:
+            for v in rec.values():
+                if type(v) is dict or type(v) is list:
+                    self.deep(v, touched, types=False, depth=1)
 
     def _by_type(self, value: Any, depth: int) -> tuple[Any, bool]:
         if isinstance(value, str):
@@ -296,9 +442,9 @@ class MaskPlan:
                 touched.add(key)
 
     def json_body(self, body: bytes) -> tuple[bytes, int, set[str]]:
-        """Mask a JSON list page ``{"items": [...]}``, a bare list or a single record."""
-        doc = orjson.loads(body)
-        records, touched = self.records(records_of(doc))
+        """Mask a JSON answer: a page (records under a :data:`RECORD_CONTAINERS` key, at any
+        envelope depth), a bare list or a single record (see :meth:`document`)."""
+        doc, records, touched = self.document(orjson.loads(body))
         return orjson.dumps(doc), records, touched
 
     def ndjson_body(self, body: bytes) -> tuple[bytes, int, set[str]]:
@@ -316,18 +462,24 @@ class MaskPlan:
             out += orjson.dumps(rec) + b"\n"
         return bytes(out), records, touched
 
-    def csv_columns(self, header: list[str]) -> list[tuple[int, Masker]]:
-        by_name = dict(self.maskers)
-        for label, parts, masker in self.paths:
-            by_name.setdefault(".".join(parts), masker)
-            by_name.setdefault(label, masker)
-        return [(i, by_name[h]) for i, h in enumerate(header) if h in by_name]
+    def csv_columns(self, header: list[str]) -> list[tuple[int, tuple[Masker, ...]]]:
+        """Every column a name or path selects — each of duplicate headers — with its maskers
+        in :meth:`record`'s order (the name's, then each path's)."""
+        by_name: dict[str, list[Masker]] = {n: [m] for n, m in self.maskers.items()}
+        for label, parts, masker in self.paths:  # the header is the path, with or without '$.'
+            for name in dict.fromkeys((".".join(parts), label)):
+                by_name.setdefault(name, []).append(masker)
+        return [(i, tuple(by_name[h])) for i, h in enumerate(header) if h in by_name]
 
-    def csv_row(self, header: list[str], cols: list[tuple[int, Masker]], row: list[str],
+    def csv_row(self, header: list[str], cols: list[tuple[int, tuple[Masker, ...]]], row: list[str],
                 touched: set[str]) -> None:
-        for i, masker in cols:
+        if len(row) > len(header):  # cells without a column name cannot be selected by name
+            del row[len(header):]
+        for i, maskers in cols:
             if i < len(row):
-                masked = masker(row[i])
+                masked: Any = row[i]
+                for masker in maskers:
+                    masked = masker(masked)
                 row[i] = "" if masked is None else _cell(masked)
         if self.types:
             for i, cell in enumerate(row):

@@ -9,8 +9,10 @@ never the body::
         send(stream.feed(chunk))
     send(stream.close())
 
-- ``fmt``: ``json`` (an array of records, or a page object whose ``items`` is that array —
-  the other keys pass through), ``ndjson`` or ``csv`` (header row first).
+- ``fmt``: ``json`` (an array of records, or a page object holding that array under a
+  container key — ``items``, ``data``, ``data.list`` …, see :func:`.masking.records_path`;
+  the envelope passes through, masked when the mask selects something in it), ``ndjson`` or
+  ``csv`` (header row first).
 - ``encoding``: the upstream ``Content-Encoding`` — ``identity``, ``gzip``, ``deflate`` or
   ``br``; the output is re-encoded the same way, so the header stays true.
 - Limits: a single record larger than ``max_record`` bytes, or a decoded body larger than
@@ -32,7 +34,15 @@ from typing import Any, Literal, Protocol
 import brotli
 import orjson
 
-from .masking import MaskPlan, records_of
+from .masking import (
+    MAX_ENVELOPE_DEPTH,
+    RECORD_CONTAINERS,
+    MaskPlan,
+    get_path,
+    holds_records,
+    records_path,
+    set_path,
+)
 from .watermark import WatermarkPlan
 
 __all__ = ["ENCODINGS", "BodyStream", "Pipeline", "RecordWithheld", "Selector", "StreamError"]
@@ -71,6 +81,16 @@ _TOTAL = re.compile(rb'("total"\s*:\s*)-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
 
 def _null_total(part: bytes) -> bytes:
     return _TOTAL.sub(rb"\1null", part)
+
+
+def _null_totals(node: Any, skip: Any, depth: int = 0) -> None:
+    """A parsed envelope's counts (``total`` anywhere outside the records), as :func:`_null_total`."""
+    if type(node) is dict and depth < MAX_ENVELOPE_DEPTH + 1:
+        for k, v in node.items():
+            if k == "total" and type(v) in (int, float):
+                node[k] = None
+            elif type(v) is dict and v is not skip:
+                _null_totals(v, skip, depth + 1)
 
 
 # ------------------------------------------------------------------ what happens per record
@@ -155,22 +175,45 @@ class Pipeline:
         self.records += 1
         return row
 
+    def document(self, doc: Any) -> Any:
+        """A whole parsed JSON answer: its records (:func:`.masking.records_path`: a bare list,
+        the list under a container key such as ``items``, ``data.list`` or ``result.records``,
+        else one record) selected, masked and marked as a batch; when masking, everything
+        outside the records (the envelope, objects nested in a single record) is masked by
+        name, path and detector at any depth (:meth:`MaskPlan.deep`), so an answer of a shape
+        this module does not know never leaves with a selected value in clear."""
+        path, is_list = records_path(doc, weak=self.select is None)
+        node = get_path(doc, path)
+        if is_list:
+            kept = self.batch(node)
+            doc = set_path(doc, path, kept)
+            if self.select is not None and holds_records(doc, skip=kept):
+                raise StreamError("the answer holds records outside its records array")
+            if self.mask is not None:
+                self.mask.deep(doc, self.touched, skip=kept)
+            if self.dropped and path:
+                _null_totals(doc, kept)
+            return doc
+        if type(node) is not dict:
+            if self.select is not None:
+                raise StreamError("the answer is not a record or a list of records")
+            if self.mask is not None:
+                self.mask.deep(doc, self.touched)
+            return doc
+        rec = self.record(node)
+        if rec is None:
+            raise RecordWithheld("the record is outside what the caller may see")
+        doc = set_path(doc, path, rec)
+        if self.mask is not None:
+            self.mask.nested(rec, self.touched)
+            if path:
+                self.mask.deep(doc, self.touched, skip=rec)
+        return doc
+
     # whole bodies (no streaming)
     def json_body(self, body: bytes) -> bytes:
         """A whole JSON body parsed at once (fastest when the body is already in memory)."""
-        if self.select is not None:
-            return self.body(body, "json")
-        doc = orjson.loads(body)
-        recs = records_of(doc)
-        if self.mask is not None:
-            n, touched = self.mask.records(recs)
-            self.touched |= touched
-        else:
-            n = sum(1 for r in recs if type(r) is dict)
-        if self.watermark is not None:
-            self.watermark.records(recs)
-        self.records += n
-        return orjson.dumps(doc)
+        return orjson.dumps(self.document(orjson.loads(body)))
 
     def body(self, body: bytes, fmt: str, encoding: str = "identity", *,
              max_output: int | None = None) -> bytes:
@@ -281,18 +324,29 @@ def _complete(m: re.Match[bytes]) -> bool:
     return m.group("close") is not None
 
 
+# stands for the records array while a page's envelope is parsed on its own
+_SENTINEL = "\u0000ztgw:records\u0000"
+_SENTINEL_JSON = orjson.dumps(_SENTINEL)
+
+
 class _JsonFramer:
-    """Finds the records array (top level, or ``items`` of the top-level object) and hands
-    each element to the pipeline; everything else passes through byte for byte."""
+    """Finds the records array — the top-level array, or the first array reached through
+    :data:`.masking.RECORD_CONTAINERS` keys (``items``, ``data.list`` …), as
+    :func:`.masking.records_path` does — and hands each element to the pipeline. The envelope
+    around it passes through byte for byte unless a mask changes something in it (then it is
+    re-serialised, masked). A document with another array before its records (the records
+    might be elsewhere) or without a records array is protected whole at the end
+    (:meth:`Pipeline.document`), bounded by ``max_record``."""
 
     def __init__(self, pipe: Pipeline, max_record: int) -> None:
         self.pipe = pipe
         self.max_record = max_record
         self.buf = bytearray()
-        self.state = "prefix"  # prefix → array → suffix
+        self.state = "prefix"  # prefix → array → suffix, or prefix → whole
         self.scan = 0  # prefix: bytes of buf already tokenised
-        self.depth = 0
+        self.stack: list[bool] = []  # prefix: open objects, True when on the container path
         self.last_key = b""
+        self.prefix = b""  # the envelope before the records array, as received
         self._resume: tuple[int, int] | None = None  # (scan position, depth) of a partial element
         self.sent = 0  # records written into the array
 
@@ -303,7 +357,7 @@ class _JsonFramer:
             self._prefix(out)
         if self.state == "array":
             self._array(out)
-        if self.state == "suffix" and self.pipe.select is None:
+        if self.state == "suffix" and self.pipe.select is None and self.pipe.mask is None:
             out += self.buf
             self.buf.clear()
         if len(self.buf) > self.max_record:
@@ -312,27 +366,64 @@ class _JsonFramer:
 
     def _prefix(self, out: bytearray) -> None:
         start = 0
+        stack = self.stack
         for m in _TOKEN.finditer(bytes(self.buf), self.scan):
             tok = m.group()
             if tok[0] == 0x22:  # a string
                 if not _complete(m):
                     self.scan = m.start()  # continues in the next chunk
                     return
-                if self.depth == 1:
-                    self.last_key = tok
+                self.last_key = tok
                 continue
-            if tok == b"[" and (self.depth == 0 or (self.depth == 1 and self.last_key == b'"items"')):
-                start = m.end()
-                break
-            self.depth += 1 if tok in (b"{", b"[") else -1
+            key = self.last_key[1:-1].decode("utf-8", "replace")
+            on_path = not stack or (stack[-1] and key in RECORD_CONTAINERS
+                                    and len(stack) < MAX_ENVELOPE_DEPTH)
+            if tok == b"[":
+                if on_path and (not stack or self.last_key):
+                    start = m.end()
+                    break
+                self.state = "whole"  # another array first: the records may be anywhere
+                self.scan = len(self.buf)
+                return
+            if tok == b"{":
+                stack.append(on_path and (not stack or bool(self.last_key)))
+            elif stack:
+                stack.pop()
+            self.last_key = b""
         else:
             self.scan = len(self.buf)
             return
         del m  # release the buffer export before resizing
-        prefix = bytes(self.buf[:start])
+        self.prefix = bytes(self.buf[:start])
+        prefix = self._envelope(self.prefix[:-1] + _SENTINEL_JSON + b"}" * len(stack), self.prefix,
+                                head=True)
         out += _null_total(prefix) if self.pipe.nulls_total else prefix
         del self.buf[:start]
         self.state = "array"
+
+    def _envelope(self, text: bytes, original: bytes, head: bool) -> bytes:
+        """``original`` (the envelope before or after the records array) as it is sent: as
+        received, or re-serialised with what the mask selects in it masked."""
+        mask = self.pipe.mask
+        if mask is None and (head or self.pipe.select is None):
+            return original
+        try:
+            env = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise StreamError(f"not valid JSON: {exc}") from None
+        if not head and self.pipe.select is not None and holds_records(env):
+            raise StreamError("the answer holds records outside its records array")
+        if mask is None:
+            return original
+        touched: set[str] = set()
+        mask.deep(env, touched)
+        if not touched:
+            return original
+        self.pipe.touched |= touched
+        parts = orjson.dumps(env).split(_SENTINEL_JSON)
+        if len(parts) != 2:
+            raise StreamError("the answer's envelope cannot be masked")
+        return parts[0] + b"[" if head else b"]" + parts[1]
 
     def _array(self, out: bytearray) -> None:
         """Parse every complete element of the buffer, then protect them as one batch."""
@@ -408,8 +499,8 @@ class _JsonFramer:
         return None
 
     def close(self) -> bytes:
-        if self.state == "prefix":
-            # no records array: one document (a single record), bounded by max_record
+        if self.state in ("prefix", "whole"):
+            # no records array found on the way: the whole document, bounded by max_record
             if not self.buf.strip():
                 return b""
             try:
@@ -417,16 +508,16 @@ class _JsonFramer:
             except orjson.JSONDecodeError as exc:
                 raise StreamError(f"not valid JSON: {exc}") from None
             self.buf.clear()
-            if isinstance(doc, dict):
-                if self.pipe.record(doc) is None:
-                    raise RecordWithheld("the record is outside what the caller may see")
-            elif self.pipe.select is not None:
-                raise StreamError("the answer is not a record or a list of records")
-            return orjson.dumps(doc)
+            return orjson.dumps(self.pipe.document(doc))
         if self.state == "array":
             raise StreamError("the JSON array is not terminated")
-        out = bytes(self.buf)  # the suffix: ']' and the rest of the page object
+        suffix = bytes(self.buf)  # ']' and the rest of the page object
         self.buf.clear()
+        if self.pipe.select is None and self.pipe.mask is None:
+            return suffix  # passed through as it came (see feed)
+        if suffix[:1] != b"]":
+            raise StreamError("the JSON array is not terminated")
+        out = self._envelope(self.prefix[:-1] + _SENTINEL_JSON + suffix[1:], suffix, head=False)
         return _null_total(out) if self.pipe.nulls_total else out
 
 

@@ -228,3 +228,176 @@ def _find_key(node: Any, key: str) -> Any:
             if found is not None:
                 return found
     return None
+
+
+# ------------------------------------------------------------------ answers of other shapes
+
+ENVELOPE_BUNDLE = """
+bundle: protection-envelopes-test
+version: "1"
+rules:
+  - id: persons-by-name
+    effect: allow
+    subjects: [client:demo-analytics]
+    datasets: [population.persons]
+    actions: [read]
+    obligations:
+      - type: mask
+        fields:
+          id_number: {strategy: redact}
+          name: {strategy: redact}
+        paths:
+          mobile: {strategy: keep, first: 3}
+  - id: persons-one-district
+    effect: allow
+    subjects: [client:demo-hrss]
+    datasets: [population.persons]
+    actions: [read]
+    obligations:
+      - type: row_filter
+        field: district_code
+        in: ["440106"]
+      - type: mask
+        fields:
+          id_number: {strategy: redact}
+"""
+ENV_ID = "11010519491231002X"
+ENV_PEOPLE = [
+    {"id_number": ENV_ID, "name": "张三", "mobile": "13800138000", "district_code": "440106"},
+    {"id_number": "440106199001011235", "name": "李四", "mobile": "13912345678", "district_code": "110101"},
+]
+ENV_SECRETS = (ENV_ID, "张三", "13800138000", "440106199001011235", "李四", "13912345678")
+SHAPES: dict[str, Any] = {
+    "data": {"code": 0, "msg": "ok", "data": ENV_PEOPLE},
+    "data.list": {"code": 0, "msg": "ok", "data": {"total": 2, "list": ENV_PEOPLE}},
+    "data.items": {"code": 0, "data": {"items": ENV_PEOPLE, "page": 1}},
+    "result.records": {"success": True, "result": {"records": ENV_PEOPLE, "total": 2}},
+    "rows": {"total": 2, "rows": ENV_PEOPLE},
+    "persons": {"code": "0000", "persons": ENV_PEOPLE},  # no container key
+    "unknown": {"code": 0, "payload": {"people": {"all": ENV_PEOPLE}}},  # not understood
+    "two-lists": {"items": ENV_PEOPLE[1:], "also": ENV_PEOPLE[:1]},
+}
+
+
+class EnvelopeUpstream:
+    """A data API answering in other envelopes (?shape=…), duplicate CSV headers (Accept:
+    text/csv), and single records wrapped as {"code": 0, "data": {...}}."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        from .conftest import free_port
+
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if request.headers.get("accept", "").startswith("text/csv"):
+            rows = ["id_number,name,id_number,mobile,name,district_code"]
+            rows += [f"{p['id_number']},{p['name']},{p['id_number']},{p['mobile']},{p['name']},"
+                     f"{p['district_code']}" for p in ENV_PEOPLE]
+            return web.Response(body=("\r\n".join(rows) + "\r\n").encode(), content_type="text/csv")
+        if request.path.count("/") >= 4:  # /api/population/persons/{id}
+            return web.json_response({"code": 0, "data": {**ENV_PEOPLE[0], "spouse": {"name": "王芳"}}})
+        return web.json_response(SHAPES[request.query.get("shape", "data")])
+
+    def _run(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def __enter__(self) -> EnvelopeUpstream:
+        self._thread.start()
+        assert self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def envelope_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    bundle = tmp_path_factory.mktemp("envelope-bundle")
+    (bundle / "policy.yaml").write_text(ENVELOPE_BUNDLE, encoding="utf-8")
+    with EnvelopeUpstream() as up:
+        gw, procs = start_processes(tmp_path_factory.mktemp("protection-envelopes"),
+                                    {"ZTGW_POLICY_BUNDLE": str(bundle)},
+                                    upstream=f"http://127.0.0.1:{up.port}")
+        try:
+            yield gw
+        finally:
+            stop_processes(procs)
+
+
+def _leaks(text: str) -> list[str]:
+    return [s for s in ENV_SECRETS if s in text]
+
+
+@pytest.mark.parametrize("shape", ["data", "data.list", "data.items", "result.records", "rows", "persons",
+                                   "unknown"])
+def test_records_in_other_envelopes_are_masked(envelope_gw: RunningGateway, shape: str) -> None:
+    r = _get(envelope_gw, "demo-analytics", PERSONS, shape=shape)
+    assert r.status_code == 200, r.text
+    assert _leaks(r.text) == [], r.text
+    if shape in ("data", "data.list"):  # the envelope and the kept characters are still there
+        assert '"ok"' in r.text and "138" in r.text
+
+
+def test_a_single_record_in_an_envelope_is_masked(envelope_gw: RunningGateway) -> None:
+    r = _get(envelope_gw, "demo-analytics", f"{PERSONS}/{ENV_ID}")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["code"] == 0 and body["data"]["id_number"] == "*" * 18
+    assert body["data"]["spouse"]["name"] == "**" and _leaks(r.text) == []
+
+
+def test_duplicate_csv_headers_are_all_masked(envelope_gw: RunningGateway) -> None:
+    r = _get(envelope_gw, "demo-analytics", PERSONS, accept="text/csv")
+    assert r.status_code == 200, r.text
+    lines = r.text.splitlines()
+    assert lines[0] == "id_number,name,id_number,mobile,name,district_code" and len(lines) == 3
+    assert _leaks(r.text) == [], r.text
+
+
+def test_a_row_filter_never_lets_records_outside_its_array_through(envelope_gw: RunningGateway) -> None:
+    # the filter applies to the records under data.list
+    r = _get(envelope_gw, "demo-hrss", PERSONS, shape="data.list")
+    assert r.status_code == 200, r.text
+    listed = r.json()["data"]["list"]
+    assert [p["district_code"] for p in listed] == ["440106"] and listed[0]["id_number"] == "*" * 18
+    # records outside the array the filter applies to (two-lists), or no container key (persons:
+    # judged as one record, outside the filter): refused (a JSON error, or the streamed answer
+    # is cut), nothing in clear
+    for shape in ("two-lists", "persons"):
+        received, refused = _read_streamed(envelope_gw, "demo-hrss", shape)
+        assert refused, received
+        assert _leaks(received.decode("utf-8", "replace")) == []
+
+
+def _read_streamed(gw: RunningGateway, client: str, shape: str) -> tuple[bytes, bool]:
+    """What a client receives, and whether it was refused: an error status, or the answer
+    cut (no terminating chunk)."""
+    received = b""
+    try:
+        with httpx.stream("GET", f"{gw.base}{PERSONS}", params={"shape": shape}, timeout=20,
+                          headers={"Authorization": f"Bearer {gw.token(client)}"}) as r:
+            for chunk in r.iter_raw():
+                received += chunk
+    except httpx.RemoteProtocolError:
+        return received, True
+    return received, r.status_code >= 400
