@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import structlog
 
-from .chain import GENESIS, canonical, chain_fields, merkle_root, seal
+from .chain import GENESIS, canonical, chain_fields, link, merkle_root
 from .checkpoint import CheckpointWriter, load_or_create_signing_key
 from .config import AuditSettings
 from .errors import AuditUnavailable, InvalidEvent
@@ -125,6 +125,7 @@ class AuditLog:
         self._listeners = list(listeners or [])
         self._extra_sinks = list(extra_sinks or [])
         self._thread: threading.Thread | None = None
+        self._running = False  # the writer thread is in its loop (cheaper than is_alive())
         self._failed: BaseException | None = None
         self.spool: Spool | None = None
         self.shippers: list[Shipper] = []
@@ -204,6 +205,7 @@ class AuditLog:
                 shipper.shipped_seq = head[0]  # what the store already holds
             shipper.start()
         self._thread = threading.Thread(target=self._run, name="ztgw-audit", daemon=True)
+        self._running = True
         self._thread.start()
 
     def add_listener(self, listener: Listener) -> None:
@@ -213,7 +215,7 @@ class AuditLog:
 
     @property
     def healthy(self) -> bool:
-        return (self._thread is not None and self._thread.is_alive() and self._failed is None
+        return (self._running and self._thread is not None and self._failed is None
                 and self._spool_bytes < self.config.spool_quota_bytes)
 
     @property
@@ -266,6 +268,8 @@ class AuditLog:
     def _enqueue(self, event: dict[str, Any], waiter: Waiter | None) -> None:
         if not self._handoff.put((event, waiter)):
             raise AuditUnavailable("the audit queue is full")
+        if not self._running:  # the writer stopped after our check: settle it, never leave it
+            self._refuse_leftovers()
 
     # --- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -273,10 +277,14 @@ class AuditLog:
         try:
             self._loop()
         finally:  # stopped or broken: whatever is still queued is refused, never left hanging
-            left = self._handoff.drain()
-            if left:
-                gone = AuditUnavailable("the audit writer has stopped")
-                _deliver([(w, gone) for _, w in left if w is not None])
+            self._running = False
+            self._refuse_leftovers()
+
+    def _refuse_leftovers(self) -> None:
+        left = self._handoff.drain()  # atomic pops: each item is settled by exactly one caller
+        if left:
+            gone = AuditUnavailable("the audit writer has stopped")
+            _deliver([(w, gone) for _, w in left if w is not None])
 
     def _loop(self) -> None:
         conf = self.config
@@ -321,6 +329,7 @@ class AuditLog:
     def _write(self, batch: list[tuple[dict[str, Any], Waiter | None]]) -> bool:
         assert self.spool is not None
         seq, prev = self._seq, self._prev
+        prev_hex = prev.hex()
         lines: list[bytes] = []
         leaves: list[bytes] = []
         docs: list[dict[str, Any]] = []
@@ -344,13 +353,16 @@ class AuditLog:
                     body = canonical(doc)
                 if len(body) > MAX_EVENT_BYTES:
                     raise TypeError(f"the event is larger than {MAX_EVENT_BYTES} bytes")
-                value = seal(doc, seq + 1, prev, body)
+                value = link(prev, seq + 1, body)  # seal(), without re-encoding prev
+                value_hex = value.hex()
+                doc["event"]["hash"] = value_hex
+                doc["ztgw"]["chain"] = {"seq": seq + 1, "prev_hash": prev_hex}
                 line = orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
             except (TypeError, KeyError, orjson.JSONEncodeError) as exc:
                 if fut is not None:
                     results.append((fut, InvalidEvent(f"the event cannot be serialised: {exc}")))
                 continue
-            seq, prev = seq + 1, value
+            seq, prev, prev_hex = seq + 1, value, value_hex
             if fut is not None:
                 ok.append(fut)
             lines.append(line)

@@ -5,20 +5,34 @@ Merkle root and the writer's hand-off queue."""
 from __future__ import annotations
 
 import random
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pytest
 
-from ztgw.audit.chain import canonical
+from ztgw.audit.chain import canonical, link, merkle_root
+from ztgw.audit.config import AuditSettings
+from ztgw.audit.errors import AuditUnavailable
 from ztgw.audit.events import (
     _CONTROL_JSON,
     _SECRET_JSON,
     MAX_FIELD_CHARS,
     SECRET_KEYS,
     _has_long_run,
+    fingerprint,
     needs_sanitize,
     sanitize,
 )
+from ztgw.audit.handoff import STOP, HandOff
+from ztgw.audit.log import AuditLog
+from ztgw.audit.query import AuditQuery
+from ztgw.audit.store import AuditStore
+from ztgw.crypto import sm3
+
+from .conftest import make_event, with_
 
 KEYS = [*sorted(SECRET_KEYS), "event", "user", "name", "tokens", "xtoken", "token_x", "secrets",
         "id", "a\"token", "api-key", "pass word", "Σ", "值"]
@@ -68,3 +82,94 @@ def test_a_secret_named_key_is_flagged_in_any_case_and_depth() -> None:
             assert needs_sanitize(raw), shown
             assert sanitize(orjson.loads(raw))["a"][0]["b"][shown] != "v"
     assert not needs_sanitize(orjson.dumps({"tokens": 1, "xtoken": 2, "token_x": 3, "msg": "token"}))
+
+
+# --- the chain's pre-absorbed SM3 contexts -------------------------------------------------
+
+def _reference_root(values: list[bytes]) -> bytes:
+    """RFC 6962 §2.1 written out with ``sm3.digest``, as the checkpoint format defines it."""
+    if not values:
+        return sm3.digest(b"")
+    if len(values) == 1:
+        return sm3.digest(b"\x00" + values[0])
+    k = 1
+    while k * 2 < len(values):
+        k *= 2
+    return sm3.digest(b"\x01" + _reference_root(values[:k]) + _reference_root(values[k:]))
+
+
+def test_merkle_root_and_link_match_their_definitions() -> None:
+    rng = random.Random(5)
+    values = [rng.randbytes(32) for _ in range(70)]
+    for n in [*range(0, 18), 31, 32, 33, 64, 70]:
+        assert merkle_root(values[:n]) == _reference_root(values[:n]), n
+    body = rng.randbytes(1500)
+    assert link(values[0], 7, body) == sm3.digest(values[0] + (7).to_bytes(8, "big") + body)
+
+
+# --- the hand-off to the writer --------------------------------------------------------------
+
+def test_handoff_bounds_takes_in_order_and_stops_at_the_sentinel() -> None:
+    box: HandOff[int] = HandOff(3)
+    assert box.put(1) and box.put(2) and box.put(3)
+    assert not box.put(4)  # full: refused, not dropped silently
+    assert box.put(5, force=True) and len(box) == 4
+    got: list[int] = []
+    assert not box.take(got, 2) and got == [1, 2]
+    box.put(STOP, force=True)
+    box.put(6, force=True)
+    assert box.take(got, 100) and got == [1, 2, 3, 5]
+    assert box.drain() == [6] and len(box) == 0
+
+
+def test_handoff_wakes_the_consumer_for_every_put() -> None:
+    box: HandOff[int] = HandOff(10_000)
+    total = 2_000
+    got: list[int] = []
+
+    def consume() -> None:
+        while len(got) < total:
+            box.wait(5.0)
+            box.take(got, 10_000)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    for i in range(total):
+        box.put(i)
+    t.join(30)
+    assert not t.is_alive() and got == list(range(total))
+
+
+def test_events_queued_behind_the_stop_are_refused_not_left_waiting(conf: AuditSettings) -> None:
+    log = AuditLog.from_settings(with_(conf, sinks=()))
+    log.start()
+    before = log.emit(make_event("before"))
+    log._handoff.put(STOP, force=True)  # what close() puts; then an event slips in behind it
+    behind: Future[None] = Future()
+    log._handoff.put((make_event("behind"), behind), force=True)
+    before.result(10)
+    with pytest.raises(AuditUnavailable):
+        behind.result(10)
+    with pytest.raises(AuditUnavailable):  # and the trail refuses from now on
+        log.emit(make_event("after"))
+    log.close()
+
+
+@dataclass
+class _Login:
+    user: str
+    password: str
+
+
+def test_a_secret_inside_a_dataclass_value_is_fingerprinted(conf: AuditSettings) -> None:
+    log = AuditLog.from_settings(conf)
+    log.start()
+    event = make_event("dc")
+    event["ztgw"]["login"] = _Login("alice", "hunter2")
+    log.emit(event).result(10)
+    assert log.flush(10)
+    log.close()
+    (doc,) = AuditStore(conf.db_path).search(AuditQuery(request_id="dc"))
+    assert doc["ztgw"]["login"]["user"] == "alice"
+    assert doc["ztgw"]["login"]["password"] == fingerprint("hunter2")
+    assert "hunter2" not in orjson.dumps(doc).decode()
