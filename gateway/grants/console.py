@@ -32,6 +32,7 @@ from ztgw.policies.engine import PolicyEngine
 from ..catalogue import PersonalInfo
 from ..identity.directory import Directory
 from ..identity.sessions import CSRF_COOKIE, SESSION_COOKIE, CsrfGuard, SessionManager
+from ..identity.web import safe_next
 from .proposals import propose
 from .service import APPROVER_ROLE, CITIZEN_ROLE, GrantError, GrantService, mask_key
 
@@ -508,8 +509,9 @@ class Console:
         def signed_in(fn: Callable[..., Response]) -> Callable[..., Any]:
             async def handler(request: Request, **kw: Any) -> Response:
                 me = await asyncio.to_thread(self.subject, request)
-                if me is None:
-                    return self.redirect("/login")
+                if me is None:  # back to this page after signing in
+                    path = request.url.path
+                    return self.redirect(f"/login?next={path}" if safe_next(path) else "/login")
                 return await asyncio.to_thread(fn, request, me, **kw)
             return handler
 

@@ -10,6 +10,7 @@ to ``/oauth2/authorize?<that query>`` — always our own path, never a caller-su
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from importlib.resources import files
@@ -34,6 +35,17 @@ from .store import SessionRecord
 
 MAX_FORM_BYTES = 16 * 1024
 MFA_TICKET_SECONDS = 300
+# where a sign-in may return to (`/login?next=…`): this gateway's own pages only — never a
+# scheme, host, `//`, backslash or dot segment (no open redirect, ASVS 5 V3 / CWE-601)
+_NEXT = re.compile(r"^/(?:console(?:/[A-Za-z0-9_\-]+)*/?|account)$")
+
+
+def safe_next(value: str | None) -> str | None:
+    """``value`` when it is one of the gateway's own console/account paths, else None."""
+    if value and len(value) <= 256 and _NEXT.match(value):
+        return value
+    return None
+
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -170,6 +182,7 @@ class IdentityWeb:
         links = self.extra_login_links()
         return self.page("login.html", request, status=status, error=error, username=username,
                          authz=authz, authz_q=urlencode({"a": authz})[2:],
+                         next_path=getattr(request.state, "ztgw_next", None),
                          client_name=client.name if client else None, mfa_ticket=mfa_ticket,
                          step_up=step_up, ask_otp=False,
                          cert_login=links.get("certificate", False),
@@ -247,6 +260,7 @@ class IdentityWeb:
         if form is None:
             return self.message(request, "登录失败", "请求格式不正确。", code="invalid_request")
         authz = urlencode(parse_qsl(single(form, "authz")))  # re-encoded: only our own query
+        request.state.ztgw_next = None if authz else safe_next(single(form, "next"))
         if not self.csrf_ok(request, form):
             return self.login_page(request, authz, status=400, error=MSG_CSRF)
         username = single(form, "username").strip()[:128]
@@ -320,7 +334,8 @@ class IdentityWeb:
                 self.sessions.end(old.sid, reason="replaced")
             secret, _sid = self.sessions.create(username, acr, amr, ip,
                                                request.headers.get("user-agent"))
-        target = f"/oauth2/authorize?{authz}" if authz else "/account"
+        target = (f"/oauth2/authorize?{authz}" if authz
+                  else getattr(request.state, "ztgw_next", None) or "/account")
         resp = self.redirect(target)
         self.set_session_cookie(resp, secret)
         return resp
@@ -501,6 +516,7 @@ class IdentityWeb:
 
         @r.get("/login")
         async def login_get(request: Request) -> Response:
+            request.state.ztgw_next = safe_next(request.query_params.get("next"))
             return self.login_page(request, urlencode(parse_qsl(request.query_params.get("authz", ""))))
 
         @r.post("/login")

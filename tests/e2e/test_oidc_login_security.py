@@ -343,3 +343,25 @@ def test_directory_attributes_reach_userinfo(gateway: RunningGateway) -> None:
                     "department": "市市场监督管理局", "clearance": "重要", "groups": ["执法一队", "值班组"]}
     listed = {u["username"]: u for u in gateway.cli_json("users", "list", "--json")["users"]}
     assert listed[name]["roles"] == ["enterprise-reader"]
+
+
+def test_console_sign_in_returns_to_the_page_and_never_elsewhere(gateway: RunningGateway) -> None:
+    user = gateway.accounts["users"][0]
+    b = Browser(gateway.base)
+    first = b.client.get("/console/requests")
+    assert first.status_code in (302, 303)
+    assert first.headers["location"] == "/login?next=/console/requests"
+    page = b.get(first.headers["location"])
+    assert isinstance(page, Page) and page.fields.get("next") == "/console/requests"
+    r = b.client.post("/login", data={**page.fields, "username": user["username"],
+                                      "password": user["password"]})
+    assert r.status_code == 303 and r.headers["location"] == "/console/requests"
+    # an open redirect is not on offer: a foreign or odd target falls back to the account page
+    for target in ("//evil.example/x", "https://evil.example/", "/console/../admin", "/\\evil"):
+        other = Browser(gateway.base)
+        p = other.get("/login", next=target)
+        assert isinstance(p, Page) and "next" not in p.fields
+        forged = other.client.post("/login", data={**p.fields, "next": target,
+                                                   "username": user["username"],
+                                                   "password": user["password"]})
+        assert forged.status_code == 303 and forged.headers["location"] == "/account", target

@@ -88,9 +88,14 @@ def test_a_running_ring_follows_rotation_without_restart(tmp_path: Path) -> None
     b = KeyRing.load_or_create(tmp_path)
     old_kid = str(a.signing_key("ES256").kid)
     old_token = _token(a)
-    done = KeyRing.rotate(tmp_path, "ES256", publish_delay=2, max_token_lifetime=2)
+    # a publish delay with room for a loaded machine: the "not signing yet" checks below run
+    # well before sign_after (a 2 s delay made them flaky in CI)
+    done = KeyRing.rotate(tmp_path, "ES256", publish_delay=8, max_token_lifetime=2)
     assert done["superseded"] == [old_kid]
-    time.sleep(RELOAD_INTERVAL + 0.1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(
+            done["kid"] in {k["kid"] for k in ring.public_jwks()["keys"]} for ring in (a, b)):
+        time.sleep(0.05)
     for ring in (a, b):
         assert done["kid"] in {k["kid"] for k in ring.public_jwks()["keys"]}  # published
         assert _kid(_token(ring)) == old_kid  # not signing yet
