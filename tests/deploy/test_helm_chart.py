@@ -23,12 +23,15 @@ def manifests() -> list[dict[str, Any]]:
 
 
 def _kind(manifests: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [m for m in manifests if m["kind"] == kind]
+    return [m for m in manifests if m["kind"] in kind.split("|")]
+
+
+WORKLOAD = "StatefulSet|Deployment"
 
 
 def test_the_chart_has_every_required_object(manifests: list[dict[str, Any]]) -> None:
     kinds = {m["kind"] for m in manifests}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+    assert {"StatefulSet", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
             "ConfigMap", "NetworkPolicy", "Job"} <= kinds
     for m in manifests:
         assert m["apiVersion"] and m["metadata"]["name"], m["_source"]
@@ -36,7 +39,7 @@ def test_the_chart_has_every_required_object(manifests: list[dict[str, Any]]) ->
 
 
 def _pod_specs(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m["spec"]["template"]["spec"] for m in manifests if m["kind"] in ("Deployment", "Job")]
+    return [m["spec"]["template"]["spec"] for m in manifests if m["kind"] in ("StatefulSet", "Deployment", "Job")]
 
 
 def test_every_container_is_hardened_and_bounded(manifests: list[dict[str, Any]]) -> None:
@@ -53,12 +56,12 @@ def test_every_container_is_hardened_and_bounded(manifests: list[dict[str, Any]]
 
 
 def test_deployment_probes_and_rollout(manifests: list[dict[str, Any]]) -> None:
-    [dep] = _kind(manifests, "Deployment")
+    [dep] = _kind(manifests, WORKLOAD)
     [c] = dep["spec"]["template"]["spec"]["containers"]
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
-    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert dep["spec"]["updateStrategy"]["type"] == "RollingUpdate"  # one pod at a time
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert all(labels[k] == v for k, v in dep["spec"]["selector"]["matchLabels"].items())
     # secrets come from Secrets, never from the ConfigMap or the chart's values
@@ -73,16 +76,18 @@ def test_deployment_probes_and_rollout(manifests: list[dict[str, Any]]) -> None:
 
 
 def test_service_hpa_pdb_and_networkpolicy_select_the_pods(manifests: list[dict[str, Any]]) -> None:
-    [dep] = _kind(manifests, "Deployment")
+    [dep] = _kind(manifests, WORKLOAD)
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
 
     def selects(sel: dict[str, str]) -> bool:
         return bool(sel) and all(pod_labels.get(k) == v for k, v in sel.items())
 
-    [svc] = _kind(manifests, "Service")
+    svc, pods = _kind(manifests, "Service")
     assert selects(svc["spec"]["selector"]) and svc["spec"]["ports"][0]["targetPort"] == "http"
+    assert selects(pods["spec"]["selector"]) and pods["spec"]["clusterIP"] == "None"
+    assert dep["spec"]["serviceName"] == pods["metadata"]["name"]
     [hpa] = _kind(manifests, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet",
                                              "name": dep["metadata"]["name"]}
     assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
     [pdb] = _kind(manifests, "PodDisruptionBudget")
@@ -106,8 +111,38 @@ def test_values_switch_objects_off() -> None:
                         "networkPolicy": {**vals["networkPolicy"], "enabled": False}}).manifests()
     kinds = [m["kind"] for m in off]
     assert "HorizontalPodAutoscaler" not in kinds and "NetworkPolicy" not in kinds
-    [dep] = _kind(off, "Deployment")
+    [dep] = _kind(off, WORKLOAD)
     assert dep["spec"]["replicas"] == vals["replicaCount"]  # without an HPA the count is fixed
+
+
+def test_every_pod_keeps_its_audit_spool_on_its_own_volume(manifests: list[dict[str, Any]]) -> None:
+    """issue 9 across restarts: the home (spool, chain, checkpoints) is a PersistentVolumeClaim
+    per pod, kept when the pod is scaled away, mounted where ZTGW_HOME points."""
+    [sts] = _kind(manifests, "StatefulSet")
+    [claim] = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "home" and claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain",
+                                                                   "whenScaled": "Retain"}
+    pod = sts["spec"]["template"]["spec"]
+    assert "home" not in {v["name"] for v in pod["volumes"]}  # the claim, not an emptyDir
+    [c] = pod["containers"]
+    [cm] = _kind(manifests, "ConfigMap")
+    home = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}["home"]
+    assert cm["data"].get("ZTGW_HOME", home) == home
+
+
+def test_without_persistence_a_deployment_with_an_emptydir_home() -> None:
+    vals = yaml.safe_load((CHART / "values.yaml").read_text())
+    docs = Chart(CHART, {"home": {**vals["home"], "persistence": {
+        **vals["home"]["persistence"], "enabled": False}}}).manifests()
+    assert not _kind(docs, "StatefulSet") and len(_kind(docs, "Service")) == 1
+    [dep] = _kind(docs, "Deployment")
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["home"]["emptyDir"]["sizeLimit"] == vals["home"]["sizeLimit"]
+    [hpa] = _kind(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
 
 
 def test_chart_yaml_passes_yamllint() -> None:
