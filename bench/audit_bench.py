@@ -4,10 +4,15 @@ and search latency over a large store.
 Usage:
     .venv/bin/python bench/audit_bench.py [--events 100000] [--search-events 1000000]
                                           [--queries 30] [--skip-search] [--json]
+                                          [--against GIT_REV [--rounds 5]]
 
 * spool: ``AuditLog.emit`` → chained, spooled, acknowledged (future done), per fsync policy,
   no sinks; the peer is the same number of raw ``os.write`` of the same JSON lines with one
   ``fsync`` per batch (what any durable append costs on this disk), measured in the same run.
+  ``spool_async`` is the data plane's way in: ``emit_async`` from an event loop, awaited.
+* against: this audit package vs the one at a git revision (its audit/ extracted to a
+  temporary package), spool fsync=always, alternating per round — a paired ratio that the
+  load of a shared machine affects alike on both sides.
 * store: ``AuditLog`` with the SQLite sink, until every event is searchable (``flush``).
 * cpu: audit CPU seconds per event (process CPU minus the producer thread), the share of one
   gateway request the trail adds.
@@ -63,20 +68,18 @@ def template(i: int, rng: random.Random) -> dict[str, Any]:
     )
 
 
-def bench_spool(n: int, fsync: str, sinks: tuple[str, ...], work: Path) -> dict[str, Any]:
+def _events(n: int) -> list[dict[str, Any]]:
     rng = random.Random(1)
     base = template(0, rng)
-    conf = AuditSettings(db_path=work / f"{fsync}-{len(sinks)}" / "audit" / "audit.db",
-                         keys_dir=work / "keys", fsync=fsync, sinks=sinks)
     events = []
     for _ in range(n):  # built before the clock starts: building is the caller's cost
         ev = copy.deepcopy(base)
         ev["event"]["id"] = new_event_id()
         events.append(ev)
-    log = AuditLog.from_settings(conf)
-    log.start()
-    t_cpu0, p_cpu0 = time.thread_time(), time.process_time()
-    t0 = time.perf_counter()
+    return events
+
+
+def _emit_all(log: Any, events: list[dict[str, Any]]) -> None:
     futures = []
     for ev in events:
         while True:
@@ -87,6 +90,38 @@ def bench_spool(n: int, fsync: str, sinks: tuple[str, ...], work: Path) -> dict[
                 time.sleep(0.001)
     for f in futures:
         f.result()
+
+
+def _emit_all_async(log: Any, events: list[dict[str, Any]]) -> None:
+    import asyncio
+
+    async def main() -> None:
+        waiters = []
+        for ev in events:
+            while True:
+                try:
+                    waiters.append(log.emit_async(ev))
+                    break
+                except Exception:  # queue full: let the writer catch up
+                    await asyncio.sleep(0.001)
+        await asyncio.gather(*waiters)
+
+    asyncio.run(main())
+
+
+def bench_spool(n: int, fsync: str, sinks: tuple[str, ...], work: Path, *, mode: str = "emit",
+                package: Any = None) -> dict[str, Any]:
+    """``package``: a module with ``AuditLog`` and ``AuditSettings`` (another revision's)."""
+    settings_cls = package.AuditSettings if package is not None else AuditSettings
+    log_cls = package.AuditLog if package is not None else AuditLog
+    conf = settings_cls(db_path=work / f"{fsync}-{len(sinks)}-{mode}-{time.time_ns()}" / "audit" / "audit.db",
+                        keys_dir=work / "keys", fsync=fsync, sinks=sinks)
+    events = _events(n)
+    log = log_cls.from_settings(conf)
+    log.start()
+    t_cpu0, p_cpu0 = time.thread_time(), time.process_time()
+    t0 = time.perf_counter()
+    (_emit_all_async if mode == "async" else _emit_all)(log, events)
     spooled = time.perf_counter() - t0
     flushed = spooled
     if sinks:
@@ -94,7 +129,7 @@ def bench_spool(n: int, fsync: str, sinks: tuple[str, ...], work: Path) -> dict[
         flushed = time.perf_counter() - t0
     audit_cpu = (time.process_time() - p_cpu0) - (time.thread_time() - t_cpu0)
     log.close()
-    return {"events": n, "fsync": fsync, "sinks": list(sinks),
+    return {"events": n, "fsync": fsync, "sinks": list(sinks), "mode": mode,
             "spooled_per_s": round(n / spooled), "searchable_per_s": round(n / flushed),
             "audit_cpu_us_per_event": round(audit_cpu / n * 1e6, 1)}
 
@@ -111,6 +146,43 @@ def bench_raw_append(n: int, work: Path) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     os.close(fd)
     return {"events": n, "per_s": round(n / elapsed)}
+
+
+def against(n: int, rev: str, rounds: int, work: Path) -> dict[str, Any]:
+    """This audit package vs the one at git revision ``rev``, spool fsync=always, alternating
+    which goes first per round; medians and the median of the paired ratios."""
+    import importlib
+    import subprocess
+    import types
+
+    repo = Path(__file__).resolve().parents[1]
+    old_dir = work / "old-audit"
+    old_dir.mkdir()
+    tar = subprocess.run(["git", "-C", str(repo), "archive", rev, "audit"],
+                         check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old_dir)], input=tar, check=True)
+    (old_dir / "audit").rename(old_dir / "oldaudit")
+    sys.path.insert(0, str(old_dir))
+    try:
+        old = types.SimpleNamespace(AuditLog=importlib.import_module("oldaudit.log").AuditLog,
+                                    AuditSettings=importlib.import_module("oldaudit.config").AuditSettings)
+        runs: dict[str, list[dict[str, Any]]] = {"this": [], "old": []}
+        for r in range(rounds):
+            order = [("this", None), ("old", old)] if r % 2 == 0 else [("old", old), ("this", None)]
+            for name, pkg in order:
+                runs[name].append(bench_spool(n, "always", (), work, package=pkg))
+    finally:
+        sys.path.remove(str(old_dir))
+    rate = {k: [x["spooled_per_s"] for x in v] for k, v in runs.items()}
+    cpu = {k: [x["audit_cpu_us_per_event"] for x in v] for k, v in runs.items()}
+    return {"rev": rev, "rounds": rounds, "events": n,
+            "this_per_s": round(statistics.median(rate["this"])),
+            "old_per_s": round(statistics.median(rate["old"])),
+            "ratio_per_s": round(statistics.median(
+                a / b for a, b in zip(rate["this"], rate["old"], strict=True)), 2),
+            "this_cpu_us": round(statistics.median(cpu["this"]), 1),
+            "old_cpu_us": round(statistics.median(cpu["old"]), 1),
+            "all": {k: list(zip(rate[k], cpu[k], strict=True)) for k in rate}}
 
 
 def fill(store: AuditStore, n: int) -> None:
@@ -297,15 +369,33 @@ def main() -> None:
                     help="query a store filled by an earlier run instead of filling one (big N)")
     ap.add_argument("--gateway", type=int, default=0, metavar="SECONDS",
                     help="also load a real gateway with wrk and measure the audit threads' CPU share")
+    ap.add_argument("--against", metavar="GIT_REV", default=None,
+                    help="only: this audit package vs the one at GIT_REV, paired rounds")
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     results: dict[str, Any] = {"threads": threading.active_count(), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="ztgw-audit-bench-") as tmp:
         work = Path(tmp)
+        if args.against:
+            a = against(args.events, args.against, args.rounds, work)
+            load = os.getloadavg()[0]
+            if args.json:
+                sys.stdout.write(orjson.dumps(a, option=orjson.OPT_INDENT_2).decode() + "\n")
+                return
+            print(f"spool fsync=always, {a['events']:,} events, {a['rounds']} paired rounds, "
+                  f"load {load:.1f}:")
+            print(f"  this      median {a['this_per_s']:>8,} events/s, "
+                  f"audit CPU {a['this_cpu_us']} us/event")
+            print(f"  {a['rev'][:9]:<9} median {a['old_per_s']:>8,} events/s, "
+                  f"audit CPU {a['old_cpu_us']} us/event")
+            print(f"  this / {a['rev'][:9]}: {a['ratio_per_s']}x events/s (median of paired rounds)")
+            return
         if not args.skip_ingest:
             results["raw_append_fsync_per_batch"] = bench_raw_append(args.events, work)
             results["spool"] = [bench_spool(args.events, f, (), work)
                                 for f in ("always", "interval", "never")]
+            results["spool_async"] = bench_spool(args.events, "always", (), work, mode="async")
             results["store"] = bench_spool(args.events, "always", ("store",), work)
         if not args.skip_search:
             results["search"] = bench_search(args.search_events, args.queries, work, args.search_db)
@@ -320,6 +410,9 @@ def main() -> None:
         for r in results["spool"]:
             print(f"spool fsync={r['fsync']:<8}        {r['spooled_per_s']:>9,} events/s "
                   f"({r['spooled_per_s'] / raw:.3f}x peer), audit CPU {r['audit_cpu_us_per_event']} us/event")
+        a = results["spool_async"]
+        print(f"spool fsync=always, emit_async {a['spooled_per_s']:>9,} events/s "
+              f"({a['spooled_per_s'] / raw:.3f}x peer), audit CPU {a['audit_cpu_us_per_event']} us/event")
         s = results["store"]
         print(f"spool+store (searchable)       {s['searchable_per_s']:>9,} events/s, "
               f"audit CPU {s['audit_cpu_us_per_event']} us/event")
