@@ -39,7 +39,8 @@ def test_the_chart_has_every_required_object(manifests: list[dict[str, Any]]) ->
 
 
 def _pod_specs(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m["spec"]["template"]["spec"] for m in manifests if m["kind"] in ("StatefulSet", "Deployment", "Job")]
+    return [m["spec"]["template"]["spec"] for m in manifests
+            if m["kind"] in ("StatefulSet", "Deployment", "Job")]
 
 
 def test_every_container_is_hardened_and_bounded(manifests: list[dict[str, Any]]) -> None:
