@@ -45,6 +45,17 @@ def name_os_thread(name: str) -> None:
         return
 
 
+def _decode(lines: list[bytes]) -> tuple[list[dict[str, Any]], int]:
+    docs = []
+    bad = 0
+    for line in lines:
+        try:
+            docs.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            bad += 1
+    return docs, bad
+
+
 class Sink(Protocol):
     name: str
 
@@ -70,6 +81,14 @@ class StoreSink:
             self.store.append(docs, lines)
         except Exception as exc:
             raise SinkError(f"audit store: {exc}") from exc
+
+    def send_raw(self, lines: list[bytes]) -> tuple[int, int]:
+        """Spool lines as they are: (last chain position stored, lines that were not a document)."""
+        try:
+            _, last, bad = self.store.append_lines(lines)
+        except Exception as exc:
+            raise SinkError(f"audit store: {exc}") from exc
+        return last, bad
 
     def close(self) -> None:
         self.store.close()
@@ -175,21 +194,17 @@ class Shipper:
                 self.wake.wait(IDLE_WAIT)
                 continue
             self.caught_up.clear()
-            docs, good = [], []
-            for line in lines:
-                try:
-                    docs.append(orjson.loads(line))
-                    good.append(line)
-                except orjson.JSONDecodeError:  # damaged on disk: verify will name the gap
-                    self.corrupt += 1
-                    log.error("unreadable audit spool line skipped", sink=self.sink.name,
-                              segment=self.cursor.segment)
-            lines = good
+            last_seq = 0
             try:
-                if isinstance(self.sink, StoreSink):
-                    self.sink.send_lines(docs, lines)  # the spool's JSON is stored as is
+                if isinstance(self.sink, StoreSink):  # the spool's JSON is stored as is
+                    last_seq, bad = self.sink.send_raw(lines)
+                    shipped = len(lines) - bad
                 else:
+                    docs, bad = _decode(lines)
                     self.sink.send(docs)
+                    shipped = len(docs)
+                    if docs:
+                        last_seq = chain_fields(docs[-1])[0] or 0
             except Exception as exc:  # a sink outage: keep the cursor, back off, re-send
                 self.failures += 1
                 self.last_error = str(exc)[:300]
@@ -199,11 +214,14 @@ class Shipper:
                     return
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
+            if bad:  # damaged on disk: verify will name the gap
+                self.corrupt += bad
+                log.error("unreadable audit spool lines skipped", sink=self.sink.name,
+                          segment=self.cursor.segment, lines=bad)
             backoff = BACKOFF_FIRST
             self.last_error = None
-            self.shipped += len(docs)
-            if docs:
-                self.shipped_seq = max(self.shipped_seq, chain_fields(docs[-1])[0] or 0)
+            self.shipped += shipped
+            self.shipped_seq = max(self.shipped_seq, last_seq)
             self.cursor = nxt
             self._save_cursor()
             if len(lines) < LINGER_BELOW and not self._drain:

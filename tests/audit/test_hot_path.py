@@ -8,6 +8,7 @@ import random
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -173,3 +174,20 @@ def test_a_secret_inside_a_dataclass_value_is_fingerprinted(conf: AuditSettings)
     assert doc["ztgw"]["login"]["user"] == "alice"
     assert doc["ztgw"]["login"]["password"] == fingerprint("hunter2")
     assert "hunter2" not in orjson.dumps(doc).decode()
+
+
+# --- the store's line path -------------------------------------------------------------------
+
+def test_store_takes_spool_lines_skips_damaged_ones_and_dedupes(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "a.db")
+    docs = [make_event(f"r{i}") for i in range(3)]
+    for i, doc in enumerate(docs, 1):
+        doc["ztgw"]["chain"] = {"seq": i, "prev_hash": "00"}
+    docs[1]["user"]["name"] = {"not": "a scalar"}  # a column that cannot hold it: NULL, not a failure
+    lines = [orjson.dumps(d) for d in docs]
+    new, last, bad = store.append_lines([lines[0], b'{"torn": ', lines[1], b'{"event": 1}', lines[2]])
+    assert (new, last, bad) == (3, 3, 2)
+    assert store.append_lines(lines) == (0, 3, 0)  # a re-sent batch: nothing new
+    (row,) = store.search(AuditQuery(request_id="r1"))
+    assert row == orjson.loads(lines[1]) and row["user"]["name"] == {"not": "a scalar"}
+    assert [d["http"]["request"]["id"] for d in store.iter_all()] == ["r0", "r1", "r2"]
