@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cache
 
+from .identifiers import _MOBILE_CARRIERS as _MOBILE_CARRIERS
 from .identifiers import _PROVINCE_PREFIXES as _PROVINCE_PREFIXES
 from .identifiers import (
     is_unionpay,
@@ -247,12 +248,12 @@ def _classify(value: str) -> str | None:
     c0 = s[0]
     if c0.isdigit():
         if s.isdigit():
+            if n == 11:  # is_valid_cn_mobile, inline: ASCII digits in a carrier block
+                return "cn_mobile" if s.isascii() and s[:3] in _MOBILE_CARRIERS else None
             if (n == 18 and is_valid_id_number(s)) or (n == 15 and is_valid_id_number_15(s)):
                 return "cn_id_number"
             if n == 18 and _uscc_ok(s) and not _id_shaped(s):
                 return "cn_uscc"
-            if n == 11 and is_valid_cn_mobile(s):
-                return "cn_mobile"
             if 16 <= n <= 19 and is_valid_bank_card(s) and not _id_shaped(s):
                 return "bank_card"
             return None  # bare digit runs are too ambiguous for a landline

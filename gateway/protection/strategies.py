@@ -366,6 +366,7 @@ def _date_parts(text: str) -> tuple[str, str] | None:
 # 8 (province) + 11 (city) + 11 (county) characters
 _ADDRESS_LOOKAHEAD = 30
 _CJK_RUN = re.compile(rf"[\u4e00-\u9fff]{{0,{_ADDRESS_LOOKAHEAD}}}")
+_CJK_RUN_LINES = re.compile(rf"^[\u4e00-\u9fff]{{0,{_ADDRESS_LOOKAHEAD}}}", re.MULTILINE)
 _GROUP0 = methodcaller("group")
 
 
@@ -444,7 +445,11 @@ def _generalize(to: str, width: float) -> Masker:
         # characters: addresses on one street share it. Cached for this batch only.
         match, run = _address_head().match, _CJK_RUN.match
         if values and set(map(type, values)) == {str}:  # the common case, mostly in C
-            keys = list(map(_GROUP0, map(run, values)))
+            # one regex pass over the column joined by newlines: a run per line (a value
+            # holding a newline makes more lines than values, and the per-value way is used)
+            keys = _CJK_RUN_LINES.findall("\n".join(values))
+            if len(keys) != len(values):
+                keys = list(map(_GROUP0, map(run, values)))
             heads: dict[str, Any] = {}
             for key in set(keys):
                 m = match(key)

@@ -73,6 +73,7 @@ _CJK = re.compile("[\u4e00-\u9fff]")
 _PRF_CACHE = 1 << 16
 MEMO_SIZE = 8192
 LEARN_RECORDS = 64  # records inspected in full before a response's carrier columns are fixed
+MIN_CARRIER_CELLS = 16  # a column carries in at least this many of them to be marked afterwards
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +352,9 @@ class WatermarkPlan:
             n = self._record(rec, rec.keys(), learn=True)
             self._learning -= 1
             if self._learning <= 0:
-                self._keys = tuple(self._seen)
+                # a column where few learnt cells carried (a rare long district name, a
+                # minority's 民族) adds few votes but costs a full column pass: skipped
+                self._keys = tuple(k for k, c in self._seen.items() if c >= MIN_CARRIER_CELLS)
         else:
             n = self._record(rec, keys, learn=False)
         self.bits += n
@@ -379,7 +382,7 @@ class WatermarkPlan:
                 sub = _NestedPlan(self.marker, cw)
                 n += sub._record(v, list(v), learn=False)  # type: ignore[union-attr, arg-type]
                 if learn:
-                    self._seen[k] = 1
+                    self._seen[k] = LEARN_RECORDS  # nested values are always visited
                 continue
             elif t is list:
                 sub = _NestedPlan(self.marker, cw)
@@ -387,7 +390,7 @@ class WatermarkPlan:
                     if isinstance(item, dict):
                         n += sub._record(item, list(item), learn=False)
                 if learn:
-                    self._seen[k] = 1
+                    self._seen[k] = LEARN_RECORDS
                 continue
             elif t is not float:
                 continue
@@ -400,7 +403,7 @@ class WatermarkPlan:
                 rec[k] = hit[0]
                 n += hit[1]
                 if learn:
-                    self._seen[k] = 1
+                    self._seen[k] = self._seen.get(k, 0) + 1
         return n
 
     def records(self, recs: list[Any]) -> int:
@@ -424,15 +427,13 @@ class WatermarkPlan:
                 table = {v: memo.get(v) or mark(v, cw) for v in set(values)}
                 if len(memo) < MEMO_SIZE and len(table) < MEMO_SIZE:
                     memo.update(table)
-                changed = {v: h[0] for v, h in table.items() if h[1]}
-                bits = {v: h[1] for v, h in table.items() if h[1]}
-                if len(changed) == len(table):
-                    store(have, k, list(map(changed.__getitem__, values)))
+                if any(h[1] for h in table.values()):
+                    # every cell written through the table, carriers or not (an unchanged cell
+                    # gets its own value back): a C-level map beats picking the carriers out
+                    out = {v: h[0] if h[1] else v for v, h in table.items()}
+                    bits = {v: h[1] for v, h in table.items()}
+                    store(have, k, list(map(out.__getitem__, values)))
                     n += sum(map(bits.__getitem__, values))
-                elif changed:  # only some values carry (a category column): visit those
-                    idx = [j for j, v in enumerate(values) if v in changed]
-                    store([have[j] for j in idx], k, [changed[values[j]] for j in idx])
-                    n += sum(bits[values[j]] for j in idx)
                 continue
             for rec in have:
                 v = rec[k]

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from importlib import resources
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ztgw.gateway.protection.identifiers import (
@@ -356,3 +356,39 @@ def test_region_code_shapes() -> None:
 
 def test_future_today_does_not_matter_for_past_dates() -> None:
     assert is_valid_id_number("11010519491231002X", today=date.today() + timedelta(days=1))
+
+
+def _reference_id_valid(s: str, today: date) -> bool:
+    """GB 11643 as written: weights 2^(17-i) mod 11, a real date from 1800 to today."""
+    from ztgw.gateway.protection.identifiers import _PROVINCE_PREFIXES
+
+    if len(s) != 18 or not all(c in "0123456789" for c in s[:17]):
+        return False
+    total = sum(int(c) * (2 ** (17 - i) % 11) for i, c in enumerate(s[:17]))
+    if "10X98765432"[total % 11] != s[17]:
+        return False
+    if s[:2] not in _PROVINCE_PREFIXES or s[2:6] == "0000":
+        return False
+    try:
+        born = date(int(s[6:10]), int(s[10:12]), int(s[12:14]))
+    except ValueError:
+        return False
+    return date(1800, 1, 1) <= born <= today
+
+
+@settings(max_examples=3000, deadline=None)
+@given(region=st.sampled_from(["110105", "440106", "320509", "990000", "110000", "1101٠5"]),
+       year=st.integers(1700, 2300), month=st.integers(0, 13), day=st.integers(0, 32),
+       seq=st.integers(0, 999), check=st.sampled_from(list("0123456789Xx")), fix=st.booleans())
+def test_fast_id_validation_equals_the_reference(region: str, year: int, month: int, day: int, seq: int,
+                                                 check: str, fix: bool) -> None:
+    """The base-13 check-character sum and the month-end table give what the standard says."""
+    from ztgw.gateway.protection.identifiers import id_check_char, is_valid_id_number
+
+    body = f"{region}{year:04d}{month:02d}{day:02d}{seq:03d}"[:17]
+    if fix and body.isascii() and body.isdigit():
+        check = id_check_char(body)
+    s = body + check
+    today = date.today()
+    assert is_valid_id_number(s) == _reference_id_valid(s, today)
+    assert is_valid_id_number(s, today=date(2000, 1, 1)) == _reference_id_valid(s, date(2000, 1, 1))
