@@ -31,6 +31,7 @@ from .dataplane.clientip import ClientAddressResolver
 from .dataplane.federation import CompositeVerifier, FederatedIssuer, FederatedVerifier
 from .dataplane.identity_header import load_or_create_key as load_or_create_identity_key
 from .dataplane.obligations import DailyQuota
+from .dataplane.posture import PostureVerifier
 from .dataplane.proxy import DataPlane, DataPlaneConfig, Receive, Scope, Send, fail_open_datasets
 from .dataplane.ratelimit import RateLimit, RateLimiter
 from .dataplane.routes import RouteTable
@@ -161,6 +162,8 @@ class Gateway:
                 passthrough=settings.data_plane_passthrough,
                 fail_open=fail_open_datasets(settings.fail_open_datasets, routes),
                 cert_clients=dict(settings.client_certificates),
+                posture=(PostureVerifier.from_files(settings.device_attesters)
+                         if settings.device_attesters else None),
             ),
             upstream=UpstreamPool(UpstreamConfig(
                 connect_timeout=settings.upstream_connect_timeout,

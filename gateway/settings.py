@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         None, description="CA bundle for client certificates (mTLS); a verified one may identify a client")
     client_certificates: dict[str, str] = Field(
         {}, description="client certificate SHA-256 (base64url, RFC 8705 x5t#S256) → client id")
+    device_attesters: dict[str, Path] = Field(
+        {}, description="device-trust services whose SM2-signed X-Device-Posture statements "
+        "set the policy environment's device (name → PEM public key file; docs/dataplane.md)")
     otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces")
     otel_service_name: str = "ztgw"
     otel_export_delay: float = Field(1.0, gt=0, le=60, description="seconds between span batches")

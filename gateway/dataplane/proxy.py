@@ -70,6 +70,8 @@ from .obligations import (
     stream_pipeline,
 )
 from .paths import PathRejected, canonical_path
+from .posture import HEADER as POSTURE_HEADER
+from .posture import PostureInvalid, PostureVerifier
 from .ratelimit import RateLimiter
 from .routes import RouteMatch, RouteTable
 from .signatures import SCHEME as SIGNATURE_SCHEME
@@ -104,6 +106,7 @@ class Exchange:
     data: dict[str, Any] | None = None
     watermark_id: str | None = None
     token_fingerprint: str | None = None
+    device: dict[str, str] | None = None  # the device posture statement's facts (or its error)
     status: int = 0
     error_code: str | None = None
     span: Any = None  # an OpenTelemetry span when tracing is on
@@ -125,6 +128,8 @@ class DataPlaneConfig:
     fail_open: frozenset[str] = frozenset()
     # verified TLS client certificates (SHA-256, base64url) that identify a client (mTLS)
     cert_clients: dict[str, str] = field(default_factory=dict)
+    # device-trust services whose signed posture statements fill the environment's device
+    posture: PostureVerifier | None = None
 
 
 CERT_IDENTITY_SECONDS = 60  # the "token" a certificate stands for lives as long as this
@@ -377,7 +382,7 @@ class DataPlane:
         )
         env = Environment(time=datetime.now(UTC), source_ip=ex.source_ip,
                           zone=self.addresses.zone_of(ex.source_ip), acr=at.claims.get("acr"),
-                          risk_score=risk)
+                          risk_score=risk, device=self._device(headers, at, ex))
         if self.entitlements is not None:  # an in-memory look-up: the caller's grant/consents
             subject = self.entitlements.apply(subject, ds)
         decision = self.engine.decide(subject, resource, action, env)
@@ -590,6 +595,22 @@ class DataPlane:
             raise RequestTimeout("the request was not received in time") from exc
         return b"".join(chunks)
 
+    def _device(self, headers: dict[str, str], at: AccessToken, ex: Exchange) -> str | None:
+        """The device posture a configured attester signed for this caller, else None (rules
+        with ``device_in`` then do not match); the access event says which or why not."""
+        value = headers.get(POSTURE_HEADER)
+        verifier = self.config.posture
+        if value is None or verifier is None:
+            return None
+        try:
+            p = verifier.verify(value, bound_to=(at.client_id, at.subject))
+        except PostureInvalid as exc:
+            ex.device = {"error": str(exc)}
+            self.metrics.authn_failures.labels("device_posture").inc()
+            return None
+        ex.device = {"id": p.device, "posture": p.posture, "attester": p.attester}
+        return p.posture
+
     def _forward_headers(self, headers: dict[str, str], ex: Exchange, subject: Subject,
                          decision: Decision) -> dict[str, str]:
         # an allow-list: Authorization, cookies, method overrides and forged forwarding or
@@ -642,6 +663,8 @@ class DataPlane:
             event["event"]["action"] = action
         if ex.watermark_id:
             event["ztgw"]["watermark"] = {"id": ex.watermark_id}
+        if ex.device is not None:
+            event["ztgw"]["device"] = ex.device
         if ex.token_fingerprint:
             # not "token": the audit sanitiser (rightly) replaces any field of that name
             event["ztgw"]["credential"] = {"kind": "access_token",
