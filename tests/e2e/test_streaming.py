@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from scale.services import backend_env
 
 from .conftest import ZTGW, RunningGateway, start_processes, stop_processes
 
@@ -87,7 +88,9 @@ def streaming(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGatew
     home, bundle = tmp / "home", tmp / "bundle"
     bundle.mkdir()
     (bundle / "policy.yaml").write_text(BUNDLE, encoding="utf-8")
-    env = {**{k: v for k, v in os.environ.items() if k != "ZTGW_CONFIG"}, "ZTGW_HOME": str(home)}
+    backend = backend_env()  # ZTGW_TEST_BACKEND: the datasets go where the gateway reads
+    env = {**{k: v for k, v in os.environ.items() if k != "ZTGW_CONFIG"}, "ZTGW_HOME": str(home),
+           **backend}
     subprocess.run([*ZTGW, "init"], env=env, check=True, capture_output=True, timeout=60)
     for name in ("plain", "chunked", "gzip", "broken"):
         doc = {"dataset": f"big.{name}", "title": name, "route_prefix": f"/api/big/{name}",
@@ -98,7 +101,7 @@ def streaming(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGatew
         path.write_text(json.dumps(doc), encoding="utf-8")
         subprocess.run([*ZTGW, "datasets", "register", str(path)], env=env, check=True,
                        capture_output=True, timeout=60)
-    gw, procs = start_processes(home, {"ZTGW_POLICY_BUNDLE": str(bundle)})
+    gw, procs = start_processes(home, {**backend, "ZTGW_POLICY_BUNDLE": str(bundle)})
     try:
         yield gw
     finally:

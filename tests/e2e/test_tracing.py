@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from scale.services import backend_env
 
 from .conftest import ZTGW, RunningGateway, start_processes, stop_processes
 
@@ -89,7 +90,9 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningGa
     home, bundle = tmp / "home", tmp / "bundle"
     bundle.mkdir()
     (bundle / "policy.yaml").write_text(BUNDLE, encoding="utf-8")
-    env = {**{k: v for k, v in os.environ.items() if k != "ZTGW_CONFIG"}, "ZTGW_HOME": str(home)}
+    backend = backend_env()  # ZTGW_TEST_BACKEND: the dataset goes where the gateway reads
+    env = {**{k: v for k, v in os.environ.items() if k != "ZTGW_CONFIG"}, "ZTGW_HOME": str(home),
+           **backend}
     subprocess.run([*ZTGW, "init"], env=env, check=True, capture_output=True, timeout=60)
     doc = {"dataset": "open.notices", "title": "公告", "route_prefix": "/api/open/notices",
            "upstream_url": f"http://127.0.0.1:{port}", "owner_department": "市政务服务中心",
@@ -98,6 +101,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningGa
     subprocess.run([*ZTGW, "datasets", "register", str(tmp / "ds.json")], env=env, check=True,
                    capture_output=True, timeout=60)
     gw, procs = start_processes(home, {
+        **backend,
         "ZTGW_OTEL_ENDPOINT": f"http://127.0.0.1:{port}/v1/traces", "ZTGW_OTEL_EXPORT_DELAY": "0.2",
         "ZTGW_POLICY_BUNDLE": str(bundle)})
     try:
