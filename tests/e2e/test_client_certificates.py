@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from scale.services import backend_env
 
 from .conftest import ZTGW, free_port, stop_processes, wait_http
 
@@ -82,7 +83,8 @@ def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     env = {**{k: v for k, v in os.environ.items() if k != "ZTGW_CONFIG"}, "ZTGW_HOME": str(home),
            "ZTGW_TLS_CERTFILE": files["server"][0], "ZTGW_TLS_KEYFILE": files["server"][1],
            "ZTGW_TLS_CLIENT_CA": str(tmp / "ca.pem"),
-           "ZTGW_CLIENT_CERTIFICATES": json.dumps({_x5t(certs["police"]): "demo-police"})}
+           "ZTGW_CLIENT_CERTIFICATES": json.dumps({_x5t(certs["police"]): "demo-police"}),
+           **backend_env()}  # ZTGW_TEST_BACKEND=postgres: its own PostgreSQL database + Redis prefix
     subprocess.run([*ZTGW, "init"], env=env, check=True, capture_output=True, timeout=60)
     seeded = subprocess.run([*ZTGW, "demo", "seed", "--json", "--upstream-url",
                              f"http://127.0.0.1:{up_port}"], env=env, check=True,

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
+from scale.services import backend_env
 
 from .conftest import ZTGW, RunningGateway, free_port, start_processes, stop_processes
 
@@ -243,12 +244,14 @@ def test_fail_open_serves_only_configured_general_data_when_the_trail_is_down(
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     (bundle / "policy.yaml").write_text(BUNDLE, encoding="utf-8")
-    env = {**{k: v for k, v in os.environ.items() if k != "ZTGW_CONFIG"}, "ZTGW_HOME": str(home)}
+    backend = backend_env()  # ZTGW_TEST_BACKEND: the datasets go where the gateway reads
+    env = {**{k: v for k, v in os.environ.items() if k != "ZTGW_CONFIG"}, "ZTGW_HOME": str(home),
+           **backend}
     subprocess.run([*ZTGW, "init"], env=env, check=True, capture_output=True, timeout=60)
     upstream = f"http://127.0.0.1:{province.server_address[1]}"
     _register(env, "open.notices", "/api/open/notices", upstream, tmp_path)
     _register(env, "open.holidays", "/api/open/holidays", upstream, tmp_path)
-    gw, procs = start_processes(home, {"ZTGW_AUDIT_SPOOL_QUOTA_MB": "1",
+    gw, procs = start_processes(home, {**backend, "ZTGW_AUDIT_SPOOL_QUOTA_MB": "1",
                                        "ZTGW_POLICY_BUNDLE": str(bundle),
                                        "ZTGW_FAIL_OPEN_DATASETS": '["open.notices"]'})
     try:
