@@ -45,28 +45,16 @@ MAX_EVENT_BYTES = 256 * 1024  # an event is a record of a decision, not a payloa
 Listener = Callable[[list[dict[str, Any]]], None]
 
 
-class LoopWaiter:
-    """An asyncio future settled from the writer thread.  The writer wakes each event loop
-    once per batch (one ``call_soon_threadsafe`` — one self-pipe write — for all of that
-    loop's waiters) rather than once per event, as ``asyncio.wrap_future`` would."""
-
-    __slots__ = ("fut", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.fut: asyncio.Future[None] = loop.create_future()
-
-    def done(self) -> bool:
-        return False  # settled on its loop; the writer settles each waiter exactly once
+# A caller's acknowledgement: a concurrent future (emit) or an asyncio future (emit_async).
+# The writer settles asyncio futures on their own loop, waking each loop once per batch (one
+# ``call_soon_threadsafe`` — one self-pipe write — for all of that loop's waiters) rather than
+# once per event, as ``asyncio.wrap_future`` would.
+Waiter = Future[None] | asyncio.Future[None]
 
 
-Waiter = Future[None] | LoopWaiter
-
-
-def _settle_on_loop(items: list[tuple[LoopWaiter, BaseException | None]]) -> None:
-    for waiter, exc in items:
-        fut = waiter.fut
-        if fut.done():
+def _settle_on_loop(items: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for fut, exc in items:
+        if fut.done():  # cancelled by its caller (a timeout): nobody waits any more
             continue
         if exc is None:
             fut.set_result(None)
@@ -75,16 +63,17 @@ def _settle_on_loop(items: list[tuple[LoopWaiter, BaseException | None]]) -> Non
 
 
 def _deliver(results: list[tuple[Waiter, BaseException | None]]) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[LoopWaiter, BaseException | None]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop,
+                  list[tuple[asyncio.Future[None], BaseException | None]]] = {}
     for waiter, exc in results:
-        if type(waiter) is LoopWaiter:
-            by_loop.setdefault(waiter.loop, []).append((waiter, exc))
+        if isinstance(waiter, asyncio.Future):
+            by_loop.setdefault(waiter.get_loop(), []).append((waiter, exc))
         else:
             try:  # cheaper than asking done() first (a lock round trip per future)
                 if exc is None:
-                    waiter.set_result(None)  # type: ignore[union-attr]
+                    waiter.set_result(None)
                 else:
-                    waiter.set_exception(exc)  # type: ignore[union-attr]
+                    waiter.set_exception(exc)
             except InvalidStateError:  # the caller cancelled it: nobody waits any more
                 continue
     for loop, items in by_loop.items():
@@ -250,9 +239,10 @@ class AuditLog:
         """:meth:`emit` for a caller on an event loop: returns an asyncio future (or, with
         ``wait=False``, nothing — the event is queued and the caller does not wait)."""
         self._check(event)
-        waiter = LoopWaiter(asyncio.get_running_loop()) if wait else None
+        waiter: asyncio.Future[None] | None = (
+            asyncio.get_running_loop().create_future() if wait else None)
         self._enqueue(event, waiter)
-        return waiter.fut if waiter is not None else None
+        return waiter
 
     def _check(self, event: dict[str, Any]) -> None:
         if not self.healthy:

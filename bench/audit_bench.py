@@ -104,7 +104,9 @@ def _emit_all_async(log: Any, events: list[dict[str, Any]]) -> None:
                     break
                 except Exception:  # queue full: let the writer catch up
                     await asyncio.sleep(0.001)
-        await asyncio.gather(*waiters)
+        for w in waiters:  # each request awaits its own event (no gather machinery)
+            if w is not None:
+                await w
 
     asyncio.run(main())
 
