@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e.conftest import ZTGW, RunningGateway, free_port, start_processes, stop_processes, wait_http
+from scale.services import backend_env
 
 from ztgw.gateway.demo.realm import demo_bundle_dir
 
@@ -134,7 +135,7 @@ def test_an_invalid_bundle_is_refused_and_the_gateway_keeps_serving(
 def test_signed_bundles_required(gw: RunningGateway, tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {**os.environ, "ZTGW_HOME": str(home), "ZTGW_POLICY_REQUIRE_SIGNATURE": "true",
-           "ZTGW_POLICY_RELOAD_INTERVAL": "0.1"}
+           "ZTGW_POLICY_RELOAD_INTERVAL": "0.1", **backend_env()}  # ZTGW_TEST_BACKEND
     env.pop("ZTGW_CONFIG", None)
     subprocess.run([*ZTGW, "init"], env=env, check=True, capture_output=True, timeout=60)
     seeded = subprocess.run([*ZTGW, "demo", "seed", "--json", "--upstream-url", gw.upstream],
