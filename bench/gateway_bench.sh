@@ -71,6 +71,8 @@ BYTES=$(curl -s "http://127.0.0.1:$UP$Q" | wc -c)
 # cold cache: a fresh token for every request, issued with the gateway's own signing key
 COLD="$WORK/tokens.txt"
 $PY bench/_mint_tokens.py "$ZTGW_HOME" "http://127.0.0.1:$GW" 60000 > "$COLD"
+COLD_SM2="$WORK/tokens-sm2.txt"  # the issue's cold target is for SM2 tokens (SM2SM3 JWS)
+$PY bench/_mint_tokens.py "$ZTGW_HOME" "http://127.0.0.1:$GW" 20000 SM2SM3 > "$COLD_SM2"
 cat > "$WORK/cold.lua" <<LUA
 local tokens = {}
 for line in io.lines("$COLD") do tokens[#tokens + 1] = line end
@@ -82,11 +84,13 @@ request = function()
 end
 LUA
 # each wrk thread has its own Lua state: offset them so they do not replay each other's tokens
-cat > "$WORK/cold_setup.lua" <<LUA
+for spec in "cold_setup:$COLD:30000" "cold_sm2_setup:$COLD_SM2:10000"; do
+IFS=: read -r script file offset <<<"$spec"
+cat > "$WORK/$script.lua" <<LUA
 local tokens = {}
-for line in io.lines("$COLD") do tokens[#tokens + 1] = line end
+for line in io.lines("$file") do tokens[#tokens + 1] = line end
 local n = 0
-setup = function(thread) n = n + 1; thread:set("base", n * 30000) end
+setup = function(thread) n = n + 1; thread:set("base", n * $offset) end
 local i = 0
 request = function()
   i = i + 1
@@ -94,6 +98,7 @@ request = function()
   return wrk.format("GET", "$Q", { ["Authorization"] = "Bearer " .. t })
 end
 LUA
+done
 
 run() { # name url [extra wrk args…]
   local name=$1 url=$2; shift 2
@@ -111,6 +116,7 @@ RESULTS=$(
   run "ztgw pass-through" "http://127.0.0.1:$PT$Q"
   run "ztgw full, warm token cache" "http://127.0.0.1:$GW$Q" -H "Authorization: Bearer $TOKEN"
   run "ztgw full, cold token cache (ES256)" "http://127.0.0.1:$GW" -s "$WORK/cold_setup.lua"
+  run "ztgw full, cold token cache (SM2)" "http://127.0.0.1:$GW" -s "$WORK/cold_sm2_setup.lua"
   run "ztgw full, warm, --workers 2" "http://127.0.0.1:$W2$Q" -H "Authorization: Bearer $TOKEN_W2"
 )
 echo "$RESULTS" | $PY bench/_gateway_report.py
