@@ -150,7 +150,7 @@ def bench_raw_append(n: int, work: Path) -> dict[str, Any]:
     return {"events": n, "per_s": round(n / elapsed)}
 
 
-def against(n: int, rev: str, rounds: int, work: Path) -> dict[str, Any]:
+def against(n: int, rev: str, rounds: int, work: Path, mode: str = "emit") -> dict[str, Any]:
     """This audit package vs the one at git revision ``rev``, spool fsync=always, alternating
     which goes first per round; medians and the median of the paired ratios."""
     import importlib
@@ -172,12 +172,12 @@ def against(n: int, rev: str, rounds: int, work: Path) -> dict[str, Any]:
         for r in range(rounds):
             order = [("this", None), ("old", old)] if r % 2 == 0 else [("old", old), ("this", None)]
             for name, pkg in order:
-                runs[name].append(bench_spool(n, "always", (), work, package=pkg))
+                runs[name].append(bench_spool(n, "always", (), work, package=pkg, mode=mode))
     finally:
         sys.path.remove(str(old_dir))
     rate = {k: [x["spooled_per_s"] for x in v] for k, v in runs.items()}
     cpu = {k: [x["audit_cpu_us_per_event"] for x in v] for k, v in runs.items()}
-    return {"rev": rev, "rounds": rounds, "events": n,
+    return {"rev": rev, "rounds": rounds, "events": n, "mode": mode,
             "this_per_s": round(statistics.median(rate["this"])),
             "old_per_s": round(statistics.median(rate["old"])),
             "ratio_per_s": round(statistics.median(
@@ -374,18 +374,20 @@ def main() -> None:
     ap.add_argument("--against", metavar="GIT_REV", default=None,
                     help="only: this audit package vs the one at GIT_REV, paired rounds")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--mode", choices=("emit", "async"), default="emit",
+                    help="with --against: emit (a concurrent future each) or emit_async")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     results: dict[str, Any] = {"threads": threading.active_count(), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="ztgw-audit-bench-") as tmp:
         work = Path(tmp)
         if args.against:
-            a = against(args.events, args.against, args.rounds, work)
+            a = against(args.events, args.against, args.rounds, work, args.mode)
             load = os.getloadavg()[0]
             if args.json:
                 sys.stdout.write(orjson.dumps(a, option=orjson.OPT_INDENT_2).decode() + "\n")
                 return
-            print(f"spool fsync=always, {a['events']:,} events, {a['rounds']} paired rounds, "
+            print(f"spool fsync=always, {a['mode']}, {a['events']:,} events, {a['rounds']} paired rounds, "
                   f"load {load:.1f}:")
             print(f"  this      median {a['this_per_s']:>8,} events/s, "
                   f"audit CPU {a['this_cpu_us']} us/event")
