@@ -243,7 +243,7 @@ class MaskPlan:
         return touched
 
     def deep(self, node: Any, touched: set[str], *, skip: Any = None, types: bool = True,
-             depth: int = 0) -> None:
+             depth: int = 0, _held: frozenset[int] | None = None) -> None:
         """Fail closed on what is not a record of the answer (a page's envelope, the objects
         nested in a single record): names and paths apply to *every* object at any depth, and
         (with ``types``) detectors to every scalar; ``skip`` (the records array, already
@@ -252,9 +252,19 @@ class MaskPlan:
             return
         if depth > MAX_NESTING:
             raise UnenforceableMask("the answer is nested too deeply to be masked")
+        if _held is None:  # the objects from here down to the records: the envelope's own
+            _held = frozenset(map(id, _path_to(node, skip) or ())) if skip is not None else frozenset()
         if type(node) is dict:
             if self.maskers or self.paths:
-                touched |= self._names(node)
+                # the keys leading to the records (or to the streaming framer's placeholder for
+                # them) are the envelope's, not fields: a field of the same name ('data')
+                # leaves them alone
+                held = [(k, v) for k, v in node.items() if id(v) in _held] if _held else []
+                hit = self._names(node)
+                for k, v in held:
+                    node[k] = v
+                    hit.discard(k)
+                touched |= hit
             items: Any = node.items()
         elif type(node) is list:
             items = enumerate(node)
@@ -263,7 +273,7 @@ class MaskPlan:
         for k, v in list(items):
             t = type(v)
             if t is dict or t is list:
-                self.deep(v, touched, skip=skip, types=types, depth=depth + 1)
+                self.deep(v, touched, skip=skip, types=types, depth=depth + 1, _held=_held)
             elif types and self.types and (t is str or t is int):
                 new, hit = self._by_type(v, MAX_PATH_DEPTH)
                 if hit:
@@ -577,6 +587,23 @@ def _compile_fields(maskers: Mapping[str, Masker], paths: tuple[tuple[str, tuple
     exec(compile(src, "<ztgw mask plan>", "exec"), env)  # noqa: S102 - source built from numbers only
     return (env["loop"], tuple(e[0] for e in entries), others,
             frozenset(e[0] for e in entries if e[3]))
+
+
+def _path_to(node: Any, target: Any, depth: int = 0) -> list[Any] | None:
+    """The objects from ``node`` down to ``target`` (found by identity, or by equality for a
+    string placeholder), both included; None when it is not there."""
+    if node is target or (type(target) is str and type(node) is str and node == target):
+        return [node]
+    if depth > MAX_NESTING:
+        return None
+    children: Any = node.values() if type(node) is dict else node if type(node) is list else ()
+    placeholder = type(target) is str
+    for v in children:
+        if v is target or type(v) is dict or type(v) is list or (placeholder and type(v) is str):
+            found = _path_to(v, target, depth + 1)
+            if found is not None:
+                return [node, *found]
+    return None
 
 
 def _cell(value: Any) -> str:

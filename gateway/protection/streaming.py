@@ -416,7 +416,7 @@ class _JsonFramer:
         if mask is None:
             return original
         touched: set[str] = set()
-        mask.deep(env, touched)
+        mask.deep(env, touched, skip=_SENTINEL)
         if not touched:
             return original
         self.pipe.touched |= touched

@@ -252,3 +252,19 @@ def test_csv_cells_beyond_the_header_are_dropped_when_masking() -> None:
     plan = MaskPlan.from_obligation({"fields": {"xm": {"strategy": "redact"}}})
     out = Pipeline(mask=plan).body(body, "csv")
     assert out.decode().splitlines()[1] == "**,440106"
+
+
+def test_a_field_named_like_the_container_key_does_not_swallow_the_records() -> None:
+    """A dataset field called ``data`` (masked) and a page wrapped as {"data": [...]}: the
+    envelope's key is not the field, the records stay records (masked as records)."""
+    params = {"fields": {"data": {"strategy": "redact"}, "xm": {"strategy": "redact"}}}
+    recs = [{"xm": "张三", "data": "abc"}, {"xm": "李四", "data": "de"}]
+    for doc in ({"code": 0, "data": recs}, {"code": 0, "data": {"list": recs}}, {"code": 0, "data": recs[0]}):
+        body = orjson.dumps(doc)
+        outs = [MaskPlan.from_obligation(params).json_body(body)[0],
+                _stream(Pipeline(mask=MaskPlan.from_obligation(params)), body, 7)]
+        for out in outs:
+            got = orjson.loads(out)
+            inner = got["data"]["list"] if "list" in doc["data"] else got["data"]
+            first = inner[0] if isinstance(inner, list) else inner
+            assert first == {"xm": "**", "data": "***"}, out
