@@ -191,3 +191,20 @@ def test_store_takes_spool_lines_skips_damaged_ones_and_dedupes(tmp_path: Path) 
     (row,) = store.search(AuditQuery(request_id="r1"))
     assert row == orjson.loads(lines[1]) and row["user"]["name"] == {"not": "a scalar"}
     assert [d["http"]["request"]["id"] for d in store.iter_all()] == ["r0", "r1", "r2"]
+
+
+def test_every_filter_of_a_search_and_its_total_uses_an_index(tmp_path: Path) -> None:
+    """A filter the store would answer by reading every row gets slower with every event kept;
+    each one the CLI, the admin API, the console and the scanners use must seek an index."""
+    store = AuditStore(tmp_path / "a.db")
+    queries = [AuditQuery(user="u"), AuditQuery(client="c"), AuditQuery(source_ip="10.0.0.1"),
+               AuditQuery(dataset="population.persons", since="2026-11-01T00:00:00Z"),
+               AuditQuery(decision="deny"), AuditQuery(client="c", decision="deny"),
+               AuditQuery(outcome="failure"), AuditQuery(event_dataset="ztgw.alert"),
+               AuditQuery(request_id="r"), AuditQuery(since="2026-11-01T00:00:00Z")]
+    for q in queries:
+        where, args = store._where(q)
+        for sql, extra in ((f"SELECT doc FROM events{where} ORDER BY ts DESC, seq DESC LIMIT ?", 50),
+                           (f"SELECT count(*) FROM (SELECT 1 FROM events{where} LIMIT ?)", 10_000)):
+            plan = " / ".join(r[3] for r in store._conn.execute("EXPLAIN QUERY PLAN " + sql, [*args, extra]))
+            assert "SEARCH events USING" in plan, (q, plan)
