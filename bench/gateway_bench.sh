@@ -121,6 +121,35 @@ RESULTS=$(
 )
 echo "$RESULTS" | $PY bench/_gateway_report.py
 
+# Added latency at half of ztgw's peak (issue 7: p99 added ≤ 5 ms): 8 connections, each pausing
+# between requests so the offered rate is about half the warm full-path peak measured above;
+# the same paced load on nginx gives the baseline, the difference of the p99s is what ztgw adds.
+WARM=$(echo "$RESULTS" | awk -F'\t' '$1=="ztgw full, warm token cache" {print $2}')
+PACE_MS=$($PY -c "print(max(1, round(8 * 1000 / max(1.0, float('${WARM:-0}') / 2))))")
+cat > "$WORK/paced.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+delay = function() return $PACE_MS end
+LUA
+paced() { # url → "req/s p99" at the paced rate
+  wrk -t2 -c8 -d"${DUR}s" --latency -s "$WORK/paced.lua" "$1" 2>&1 |
+    awk '/Requests\/sec/ {r=$2} $1=="99%" {p=$2} END {print r, p}'
+}
+read -r NG_RPS NG_P99 <<<"$(paced "http://127.0.0.1:$NG$Q")"
+read -r GW_RPS GW_P99 <<<"$(paced "http://127.0.0.1:$GW$Q")"
+$PY - "$NG_RPS" "$NG_P99" "$GW_RPS" "$GW_P99" "$WARM" <<'PYEOF'
+import sys
+def ms(v: str) -> float:
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    return float("nan")
+ng_rps, ng_p99, gw_rps, gw_p99, warm = sys.argv[1:]
+added = ms(gw_p99) - ms(ng_p99)
+print(f"\nPaced at ~half the warm peak ({float(warm):,.0f}/2 req/s offered, 8 connections): "
+      f"nginx {float(ng_rps):,.0f} req/s p99 {ng_p99}; ztgw full {float(gw_rps):,.0f} req/s "
+      f"p99 {gw_p99}; **p99 added by ztgw: {added:.2f} ms** (target ≤ 5 ms)")
+PYEOF
+
 # ==== issue 11 block (owner: scale-out) — two replicas behind nginx vs one ====================
 # Both cases run on the scaled-out backend: one loopback PostgreSQL (directory) and one
 # redis-server (shared state), started here and stopped on exit; the replicas share the keys
