@@ -18,6 +18,12 @@ The obligation's parameters select values three ways and give each a strategy sp
   record whose whole value is of that type is masked; identifiers embedded in free text
   are masked in place (a ``null`` strategy redacts the embedded span instead).
 
+The records of a JSON answer are found by :func:`records_path` (a bare list, the list under a
+:data:`RECORD_CONTAINERS` key such as ``items``, ``data.list`` or ``result.records``, else one
+record); what is not a record — the envelope, objects nested in a single record — is masked
+by name, path and detector at any depth (:meth:`MaskPlan.deep`), so an unknown shape fails
+closed.
+
 Names and paths are applied first; type selection then sees the remaining values. A spec
 this module does not understand raises :class:`UnenforceableMask` *before* any data is
 fetched, so the data plane can deny instead of serving unmasked data (fail closed).
