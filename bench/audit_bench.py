@@ -249,6 +249,8 @@ def bench_search(n: int, queries: int, work: Path, reuse: Path | None = None) ->
         "dataset+24h": lambda: AuditQuery(dataset=DATASETS[rng.randrange(3)],
                                           since=parse_time("24h", now=latest), limit=50),
         "request_id": lambda: AuditQuery(request_id=sample["http"]["request"]["id"], limit=50),
+        "outcome failure": lambda: AuditQuery(outcome="failure", limit=50),
+        "alerts (none stored)": lambda: AuditQuery(event_dataset="ztgw.alert", limit=50),
         "time range 1h": lambda: AuditQuery(since=parse_time("2h", now=latest),
                                             until=parse_time("1h", now=latest), limit=50),
     }
