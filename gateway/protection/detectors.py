@@ -350,12 +350,25 @@ def _token_type(tok: str, text: str, start: int) -> str | None:
     return None
 
 
+# What every free-text pattern needs in ASCII text (plates and names need Chinese characters):
+# '@' (email), '.' (IPv4), ':' (IPv6), 7 alphanumerics in a row (tokens: ID numbers, cards,
+# USCCs, passports, bare or +86 mobiles, landline numbers) or 3 digits, a separator and 4
+# digits (a mobile written 138-0013-8000). Text without any of them holds no identifier.
+_ASCII_MAYBE = re.compile(r"[@.:]|[0-9A-Za-z]{7}|\d{3}[- ]\d{4}")
+
+
 def find_all(text: str, types: Iterable[str] | None = None) -> list[Match]:
     """Every validated identifier in ``text`` (non-overlapping, left to right).
 
     Names are reported only with context (姓名：…, …先生); passports only after 护照/passport.
     ``types`` restricts the result to some detector ids.
     """
+    if text.isascii() and _ASCII_MAYBE.search(text) is None:
+        return []  # a date, a code, a short word: nothing the patterns below could match
+    return _find_all(text, types)
+
+
+def _find_all(text: str, types: Iterable[str] | None = None) -> list[Match]:
     wanted = None if types is None else frozenset(types)
     out: list[Match] = []
     for m in _FREE.finditer(text):
@@ -381,7 +394,8 @@ def find_all(text: str, types: Iterable[str] | None = None) -> list[Match]:
             t = "cn_name" if is_cn_name(value) else None
         if t is not None and (wanted is None or t in wanted):
             out.append(Match(t, start, end, value))
-    if wanted is None or "cn_address" in wanted:
+    # an address starts with a province or city name (Chinese characters): ASCII text holds none
+    if (wanted is None or "cn_address" in wanted) and not text.isascii():
         taken = [(m.start, m.end) for m in out]
         for m in _address_re().finditer(text):
             s, e = m.span()

@@ -193,3 +193,23 @@ def test_future_birth_dates_are_not_id_numbers() -> None:
     born = (date.today() + timedelta(days=30)).strftime("%Y%m%d")
     body = "110105" + born + "001"
     assert classify(body + id_check_char(body)) is None
+
+
+_ASCII_PIECES = [
+    "13800138000", "138-0013-8000", "138 0013 8000", "+86 13800138000", "+8613800138000",
+    "0086-13800138000", "11010519491231002X", "110105194912310029", "010-12345678", "(010)12345678",
+    "0755-7668084", "a@b.cn", "x.y@mail.gov.cn", "1.2.3.4", "192.168.0.1", "::1", "fe80::1",
+    "E12345678", "G1234567", "6217009486897985095", "91440306MAF3YCRH6X", "1956-04-01", "2025-01",
+    "abc", "12", "-", " ", "/", "#", "No.", ":", "@",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.text(alphabet="0123456789-+ ()@.:Xx#/EGabcAZ", max_size=40),
+                 st.lists(st.sampled_from(_ASCII_PIECES), max_size=6).map("".join)))
+def test_the_ascii_gate_of_find_all_drops_nothing(text: str) -> None:
+    """find_all skips ASCII text without '@', '.', ':', 7 alphanumerics or a 3-4 digit group:
+    the full scan finds nothing there either."""
+    from ztgw.gateway.protection.detectors import _find_all
+
+    assert find_all(text) == _find_all(text)
