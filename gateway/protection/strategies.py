@@ -142,11 +142,16 @@ def _with_column(mask: Masker, column: Callable[[list[Any]], list[Any]],
 
 
 _REDACTED = [MASK_CHAR * n for n in range(_COLUMN_FAST_LEN)]
-_redact = _with_column(
-    _redact_one,
-    lambda values: [_REDACTED[len(v)] if type(v) is str and len(v) < _COLUMN_FAST_LEN else _redact_one(v)
-                    for v in values],
-    ("redact",))
+
+
+def _redact_column(values: list[Any]) -> list[Any]:
+    if values and set(map(type, values)) == {str} and max(map(len, values)) < _COLUMN_FAST_LEN:
+        return list(map(_REDACTED.__getitem__, map(len, values)))  # all strings: no bytecode per value
+    return [_REDACTED[len(v)] if type(v) is str and len(v) < _COLUMN_FAST_LEN else _redact_one(v)
+            for v in values]
+
+
+_redact = _with_column(_redact_one, _redact_column, ("redact",))
 _null = _with_column(_null_one, lambda values: [None] * len(values), ("null",))
 
 
