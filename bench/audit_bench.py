@@ -32,16 +32,18 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ztgw.audit.chain import seal
+from ztgw.audit.chain import merkle_root, seal
 from ztgw.audit.config import AuditSettings
 from ztgw.audit.events import access_event, new_event_id
 from ztgw.audit.log import AuditLog
 from ztgw.audit.query import AuditQuery, parse_time
+from ztgw.audit.spool import Spool
 from ztgw.audit.store import AuditStore
 
 DATASETS = ["population.persons", "enterprise.companies", "social_security.contributions"]
@@ -150,12 +152,38 @@ def bench_raw_append(n: int, work: Path) -> dict[str, Any]:
     return {"events": n, "per_s": round(n / elapsed)}
 
 
+def bench_writer(n: int, work: Path, package: Any = None) -> float:
+    """The writer's own CPU per event (µs): ``AuditLog._write`` on batches of 4 000 pre-built
+    events and futures, in this thread, no producer competing for the GIL or the core, fsync
+    never; plus the Merkle root a checkpoint signs over them."""
+    from concurrent.futures import Future
+
+    ns = package or types.SimpleNamespace(AuditLog=AuditLog, AuditSettings=AuditSettings, Spool=Spool,
+                                          merkle_root=merkle_root)
+    conf = ns.AuditSettings(db_path=work / f"writer-{time.time_ns()}" / "audit" / "audit.db",
+                            keys_dir=work / "keys", fsync="never", sinks=())
+    log = ns.AuditLog.from_settings(conf)
+    log.spool = ns.Spool(conf.effective_spool_dir, conf.segment_bytes)  # no writer thread
+    events = _events(n)
+    cpu = 0.0
+    for i in range(0, n, 4000):
+        batch = [(ev, Future()) for ev in events[i:i + 4000]]
+        t = time.thread_time()
+        log._write(batch)
+        cpu += time.thread_time() - t
+    t = time.thread_time()
+    ns.merkle_root(log._leaves)
+    cpu += time.thread_time() - t
+    log.spool.close()
+    log.store.close()
+    return cpu / n * 1e6
+
+
 def against(n: int, rev: str, rounds: int, work: Path, mode: str = "emit") -> dict[str, Any]:
     """This audit package vs the one at git revision ``rev``, spool fsync=always, alternating
     which goes first per round; medians and the median of the paired ratios."""
     import importlib
     import subprocess
-    import types
 
     repo = Path(__file__).resolve().parents[1]
     old_dir = work / "old-audit"
@@ -167,12 +195,15 @@ def against(n: int, rev: str, rounds: int, work: Path, mode: str = "emit") -> di
     sys.path.insert(0, str(old_dir))
     try:
         old = types.SimpleNamespace(AuditLog=importlib.import_module("oldaudit.log").AuditLog,
-                                    AuditSettings=importlib.import_module("oldaudit.config").AuditSettings)
+                                    AuditSettings=importlib.import_module("oldaudit.config").AuditSettings,
+                                    Spool=importlib.import_module("oldaudit.spool").Spool,
+                                    merkle_root=importlib.import_module("oldaudit.chain").merkle_root)
         runs: dict[str, list[dict[str, Any]]] = {"this": [], "old": []}
         for r in range(rounds):
             order = [("this", None), ("old", old)] if r % 2 == 0 else [("old", old), ("this", None)]
             for name, pkg in order:
                 runs[name].append(bench_spool(n, "always", (), work, package=pkg, mode=mode))
+                runs[name][-1]["writer_cpu_us"] = bench_writer(n, work, pkg)
     finally:
         sys.path.remove(str(old_dir))
     rate = {k: [x["spooled_per_s"] for x in v] for k, v in runs.items()}
@@ -184,6 +215,8 @@ def against(n: int, rev: str, rounds: int, work: Path, mode: str = "emit") -> di
                 a / b for a, b in zip(rate["this"], rate["old"], strict=True)), 2),
             "this_cpu_us": round(statistics.median(cpu["this"]), 1),
             "old_cpu_us": round(statistics.median(cpu["old"]), 1),
+            "this_writer_us": round(statistics.median(x["writer_cpu_us"] for x in runs["this"]), 1),
+            "old_writer_us": round(statistics.median(x["writer_cpu_us"] for x in runs["old"]), 1),
             "all": {k: list(zip(rate[k], cpu[k], strict=True)) for k in rate}}
 
 
@@ -396,6 +429,8 @@ def main() -> None:
             print(f"  {a['rev'][:9]:<9} median {a['old_per_s']:>8,} events/s, "
                   f"audit CPU {a['old_cpu_us']} us/event")
             print(f"  this / {a['rev'][:9]}: {a['ratio_per_s']}x events/s (median of paired rounds)")
+            print(f"  writer thread alone (no producer, fsync never): this {a['this_writer_us']} us/event, "
+                  f"{a['rev'][:9]} {a['old_writer_us']} us/event")
             return
         if not args.skip_ingest:
             results["raw_append_fsync_per_batch"] = bench_raw_append(args.events, work)
