@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from ztgw.gateway.cli import app as root
 from ztgw.gateway.demo.data import get_dataset
+from ztgw.gateway.identity.directory import Directory
 
 from .conftest import World, app, citizen, make_world
 
@@ -17,9 +19,15 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    """The CLI opens the home's SQLite file (``--home``): the world lives there too."""
-    return make_world(tmp_path)
+def world(tmp_path: Path, directory_opener: Callable[[], Directory],
+          monkeypatch: pytest.MonkeyPatch) -> World:
+    """On ZTGW_TEST_BACKEND's backend; the CLI (``--home tmp_path``) opens the same database:
+    the home's SQLite file, or the PostgreSQL database through ``ZTGW_DIRECTORY_URL``."""
+    w = make_world(tmp_path, directory_opener())
+    if w.directory.engine.dialect.name != "sqlite":
+        monkeypatch.setenv("ZTGW_DIRECTORY_URL",
+                           w.directory.engine.url.render_as_string(hide_password=False))
+    return w
 
 
 def ztgw(home: Path, *args: str) -> tuple[int, str]:
@@ -27,10 +35,9 @@ def ztgw(home: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_requests_are_filed_for_known_applications_only(tmp_path: Path) -> None:
+def test_requests_are_filed_for_known_applications_only(world: World, tmp_path: Path) -> None:
     from ztgw.gateway.identity.directory import ClientRecord
 
-    world = make_world(tmp_path)
     code, out = ztgw(tmp_path, "requests", "create", "--client", "demo-research", "--dataset",
                      "enterprise.companies", "--field", "uscc", "--purpose", "研究")
     assert code == 2 and "no enabled client" in out
