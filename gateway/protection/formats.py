@@ -47,6 +47,17 @@ def sniff(path: Path) -> Format:
     return "csv"
 
 
+def _distinct(header: list[str]) -> list[str]:
+    """Column names made distinct: a repeated header is named ``name#2``, ``name#3`` … so no
+    column's cells are folded into another's (each is scanned and traced on its own)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in header:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
+
+
 def iter_records(path: Path, fmt: Format | None = None) -> Iterator[dict[str, Any]]:
     """Every record of the file as a dict (CSV cells are strings)."""
     fmt = fmt or sniff(path)
@@ -69,8 +80,9 @@ def iter_records(path: Path, fmt: Format | None = None) -> Iterator[dict[str, An
                 header = next(reader, None)
                 if not header:
                     return
+                names = _distinct(header)
                 for row in reader:
-                    yield dict(zip(header, row, strict=False))
+                    yield dict(zip(names, row, strict=False))
     except orjson.JSONDecodeError as exc:
         raise FileFormatError(f"not valid {fmt.upper()}: {exc}") from None
     except (UnicodeDecodeError, csv.Error) as exc:

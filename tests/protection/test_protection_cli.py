@@ -125,3 +125,15 @@ def test_trace_rejects_bad_alpha(tmp_path: Path, alpha: str) -> None:
     f = tmp_path / "x.csv"
     f.write_text("a\n1\n", encoding="utf-8")
     assert run(tmp_path, "watermark", "trace", str(f), "--alpha", alpha).returncode == 2
+
+
+def test_scan_pii_reads_every_column_of_a_duplicated_csv_header(tmp_path: Path) -> None:
+    """A repeated header name used to fold its columns into one (the last): the first
+    column's identifiers went unreported."""
+    persons = get_dataset("persons")[:40]
+    path = tmp_path / "dup.csv"
+    _write_csv(path, ["bh", "xm", "bh"], [[p["id_number"], p["name"], p["ethnicity"]] for p in persons])
+    doc = run_json(tmp_path / "home", "scan", "pii", str(path))
+    found = {(f["field"], f["type"]): f["rows"] for f in doc["fields"]}
+    assert found.get(("bh", "cn_id_number")) == 40, doc
+    assert not any(f == "bh#2" for f, _ in found)
