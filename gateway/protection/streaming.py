@@ -162,6 +162,8 @@ class Pipeline:
 
     def csv_row(self, row: list[str]) -> list[str] | None:
         """The row to send (masked and marked in place), or None when it is withheld."""
+        if not row:
+            return None  # a blank line is no record (csv.DictReader skips it too)
         if self.select is not None:
             selected = self.select.csv_row(row)
             if selected is None:

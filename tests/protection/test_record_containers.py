@@ -268,3 +268,9 @@ def test_a_field_named_like_the_container_key_does_not_swallow_the_records() -> 
             inner = got["data"]["list"] if "list" in doc["data"] else got["data"]
             first = inner[0] if isinstance(inner, list) else inner
             assert first == {"xm": "**", "data": "***"}, out
+
+
+def test_blank_csv_lines_are_not_records() -> None:
+    pipe = Pipeline(mask=MaskPlan.from_obligation({"fields": {"xm": {"strategy": "redact"}}}))
+    out = pipe.body("xm,qx\r\n张三,1\r\n\r\n李四,2\r\n\r\n".encode(), "csv").decode()
+    assert out.splitlines() == ["xm,qx", "**,1", "**,2"] and pipe.records == 2
