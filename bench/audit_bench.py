@@ -260,7 +260,8 @@ def fill(store: AuditStore, n: int) -> None:
             batch = []
 
 
-def bench_search(n: int, queries: int, work: Path, reuse: Path | None = None) -> dict[str, Any]:
+def bench_search(n: int, queries: int, work: Path, reuse: Path | None = None,
+                 without: tuple[str, ...] = ()) -> dict[str, Any]:
     path = reuse or work / "search" / "audit.db"
     store = AuditStore(path, synchronous="OFF")
     t0 = time.perf_counter()
@@ -269,6 +270,10 @@ def bench_search(n: int, queries: int, work: Path, reuse: Path | None = None) ->
     else:
         n = store.count()
     fill_s = time.perf_counter() - t0
+    for name in without:  # what a query costs without this index (the store as it was)
+        if not name.isidentifier():
+            raise SystemExit(f"bad index name {name!r}")
+        store._conn.execute(f"DROP INDEX IF EXISTS {name}")
     rng = random.Random(3)
     sample = store.search(AuditQuery(limit=1))[0]
     # "now" = the newest event, so relative ranges hit data however the store was filled
@@ -406,6 +411,8 @@ def main() -> None:
                     help="query a store filled by an earlier run instead of filling one (big N)")
     ap.add_argument("--gateway", type=int, default=0, metavar="SECONDS",
                     help="also load a real gateway with wrk and measure the audit threads' CPU share")
+    ap.add_argument("--without-index", default="", metavar="NAME[,NAME]",
+                    help="drop these store indexes after the fill, before the queries")
     ap.add_argument("--against", metavar="GIT_REV", default=None,
                     help="only: this audit package vs the one at GIT_REV, paired rounds")
     ap.add_argument("--rounds", type=int, default=5)
@@ -439,7 +446,8 @@ def main() -> None:
             results["spool_async"] = bench_spool(args.events, "always", (), work, mode="async")
             results["store"] = bench_spool(args.events, "always", ("store",), work)
         if not args.skip_search:
-            results["search"] = bench_search(args.search_events, args.queries, work, args.search_db)
+            results["search"] = bench_search(args.search_events, args.queries, work, args.search_db,
+                                             tuple(filter(None, args.without_index.split(","))))
         if args.gateway:
             results["gateway"] = bench_gateway(args.gateway, work)
     if args.json:
