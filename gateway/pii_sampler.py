@@ -38,6 +38,7 @@ import structlog
 import typer
 
 from .protection.detectors import classify
+from .protection.masking import RECORD_CONTAINERS, records_path
 from .protection.scan import scan_records
 
 __all__ = ["PiiSampler", "SampledStore", "SamplerSettings", "sampled_findings", "scan_pii_command"]
@@ -123,6 +124,11 @@ def _decode(body: bytes, encoding: str, limit: int) -> tuple[bytes, bool]:
     raise SampleError(f"unsupported content coding {enc!r}")
 
 
+# a cut-off page: the first records array under a documented container key
+_CUT_CONTAINER = re.compile(
+    r'"(?:' + "|".join(re.escape(k) for k in RECORD_CONTAINERS) + r')"\s*:\s*\[')
+
+
 def _json_records(text: bytes, cut: bool, limit: int) -> list[dict[str, Any]]:
     if not cut:
         try:
@@ -132,9 +138,12 @@ def _json_records(text: bytes, cut: bool, limit: int) -> list[dict[str, Any]]:
             if not got:
                 raise SampleError("not JSON") from None
             return got
-        recs = doc.get("items") if isinstance(doc, dict) else doc
-        if isinstance(doc, dict) and not isinstance(recs, list):
-            recs = [doc]
+        # the records wherever the data plane finds them (items, data.list, result.records …)
+        path, is_list = records_path(doc)
+        node: Any = doc
+        for key in path:
+            node = node[key]
+        recs = node if is_list else [node]
         return [r for r in recs[:limit] if isinstance(r, dict)] if isinstance(recs, list) else []
     # cut off: the whole elements of the records array (a page's "items", or a bare array)
     import json
@@ -143,7 +152,7 @@ def _json_records(text: bytes, cut: bool, limit: int) -> list[dict[str, Any]]:
     if start.lstrip().startswith("["):
         pos = start.index("[") + 1
     else:
-        m = re.search(r'"items"\s*:\s*\[', start)
+        m = _CUT_CONTAINER.search(start)
         if m is None:
             return []
         pos = m.end()

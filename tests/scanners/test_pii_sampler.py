@@ -136,3 +136,21 @@ def test_compressed_answers_decode_within_the_cap() -> None:
         except SampleError:
             continue
         raise AssertionError(enc)
+
+
+def test_records_under_any_container_key_are_sampled(tmp_path: Path) -> None:
+    """The sampler finds records where the data plane does (data.list, rows, …), also in an
+    answer cut at the byte cap."""
+    s = sampler(tmp_path, max_bytes=2048)
+    recs = orjson.loads(page(200))["items"]
+    try:
+        s.offer("wrapped.list", "application/json",
+                orjson.dumps({"code": 0, "msg": "ok", "data": {"total": 3, "list": recs[:3]}}))
+        s.offer("cut.rows", "application/json", orjson.dumps({"total": 200, "rows": recs}))
+        s.offer("one.record", "application/json", orjson.dumps({"code": 0, "data": recs[0]}))
+        assert s.drain()
+    finally:
+        s.stop()
+    for ds in ("wrapped.list", "cut.rows", "one.record"):
+        got = fields(tmp_path, ds)
+        assert got.get("id_number") == "cn_id_number" and got.get("mobile") == "cn_mobile", (ds, got)
