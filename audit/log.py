@@ -252,8 +252,11 @@ class AuditLog:
         ev = event.get("event")
         if not isinstance(ev, dict) or not isinstance(event.get("@timestamp"), str):
             raise InvalidEvent("an audit event needs an `event` object and an `@timestamp` string")
-        if "id" not in ev:  # not setdefault: that would draw a fresh random id every time
+        eid = ev.get("id")
+        if eid is None:  # not setdefault: that would draw a fresh random id every time
             ev["id"] = new_event_id()
+        elif not isinstance(eid, str):  # it is every sink's document id (and the store's key)
+            raise InvalidEvent("an audit event's `event.id` must be a string")
 
     def _enqueue(self, event: dict[str, Any], waiter: Waiter | None) -> None:
         if not self._handoff.put((event, waiter)):

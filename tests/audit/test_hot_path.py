@@ -16,7 +16,7 @@ import pytest
 
 from ztgw.audit.chain import canonical, link, merkle_root
 from ztgw.audit.config import AuditSettings
-from ztgw.audit.errors import AuditUnavailable
+from ztgw.audit.errors import AuditUnavailable, InvalidEvent
 from ztgw.audit.events import (
     _CONTROL_JSON,
     _SECRET_JSON,
@@ -208,3 +208,21 @@ def test_every_filter_of_a_search_and_its_total_uses_an_index(tmp_path: Path) ->
                            (f"SELECT count(*) FROM (SELECT 1 FROM events{where} LIMIT ?)", 10_000)):
             plan = " / ".join(r[3] for r in store._conn.execute("EXPLAIN QUERY PLAN " + sql, [*args, extra]))
             assert "SEARCH events USING" in plan, (q, plan)
+
+
+def test_event_id_is_a_string_or_given_one(conf: AuditSettings) -> None:
+    """``event.id`` is every sink's document id: a non-string one would fail the store's batch
+    on every re-send, so it is refused at the door; a missing or null one is drawn."""
+    log = AuditLog.from_settings(conf)
+    log.start()
+    bad = make_event("bad-id")
+    bad["event"]["id"] = {"not": "an id"}
+    with pytest.raises(InvalidEvent):
+        log.emit(bad)
+    null = make_event("null-id")
+    null["event"]["id"] = None
+    log.emit(null).result(10)
+    assert log.flush(10)
+    log.close()
+    (doc,) = AuditStore(conf.db_path).search(AuditQuery(request_id="null-id"))
+    assert isinstance(doc["event"]["id"], str) and len(doc["event"]["id"]) > 20
