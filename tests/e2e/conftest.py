@@ -68,6 +68,18 @@ class RunningGateway:
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)
 
+    def audit_event(self, request_id: str, timeout: float = 15.0) -> dict[str, Any]:
+        """The access event of one request, from the embedded store (`ztgw audit search`),
+        waiting for the store sink to catch up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = self.cli_json("audit", "search", "--request-id", request_id, "--json")["events"]
+            if ev:
+                return dict(ev[0])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no audit event for request {request_id}")
+            time.sleep(0.1)
+
 
 def start_processes(home: Path, extra_env: dict[str, str] | None = None,
                     upstream: str | None = None, serve_args: list[str] | None = None

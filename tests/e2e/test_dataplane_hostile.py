@@ -10,7 +10,6 @@ import base64
 import hmac
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from joserfc.jwk import ECKey, KeySet
 from ztgw.gateway.dataplane.identity_header import HEADER, KEY_FILE, verify_identity_header
 
 from .conftest import RunningGateway, free_port, start_processes, stop_processes
+from .upstreams import AiohttpUpstream
 
 pytestmark = pytest.mark.e2e
 PERSONS = "/api/population/persons"
@@ -33,17 +33,14 @@ RECORD = {"id_number": "11010519491231002X", "name": "张三", "mobile": "138001
           "gender": "男"}
 
 
-class HostileUpstream:
+class HostileUpstream(AiohttpUpstream):
     """A data API that misbehaves on request: ?mode=slow|garbage|500|redirect|huge|html."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.last_headers: dict[str, str] = {}
         self.last_method = ""
         self.hits = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
@@ -66,23 +63,6 @@ class HostileUpstream:
                                 content_type="text/html")
         return web.json_response({"items": [RECORD], "page": 1, "size": 1, "total": 1})
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait(10)
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -60,15 +59,6 @@ def statement(key: SM2PrivateKey, sub: str, posture: str = "managed") -> str:
     return f"{payload}.{_b64(key.sign(payload.encode()))}"
 
 
-def _event(gw: RunningGateway, rid: str) -> dict[str, Any]:
-    for _ in range(100):
-        ev = gw.cli_json("audit", "search", "--request-id", rid, "--json")["events"]
-        if ev:
-            return ev[0]
-        time.sleep(0.1)
-    raise AssertionError(rid)
-
-
 def test_only_a_signed_managed_device_of_this_caller_reads(
         gw: tuple[RunningGateway, SM2PrivateKey], tmp_path: Path) -> None:
     g, key = gw
@@ -87,9 +77,9 @@ def test_only_a_signed_managed_device_of_this_caller_reads(
     forged = get(**{"X-Device-Posture": statement(SM2PrivateKey.generate(), "demo-police")})
     assert replayed.status_code == 403 and forged.status_code == 403
     assert replayed.json()["error"] == "access_denied"
-    allowed = _event(g, ok.headers["x-request-id"])
+    allowed = g.audit_event(ok.headers["x-request-id"])
     assert allowed["ztgw"]["device"] == {"id": "pc-0042", "posture": "managed", "attester": "edr"}
     assert allowed["rule"]["id"] == "persons-from-managed-devices"
-    assert _event(g, replayed.headers["x-request-id"])["ztgw"]["device"] == {
+    assert g.audit_event(replayed.headers["x-request-id"])["ztgw"]["device"] == {
         "error": "not_for_this_caller"}
-    assert _event(g, forged.headers["x-request-id"])["ztgw"]["device"] == {"error": "bad_signature"}
+    assert g.audit_event(forged.headers["x-request-id"])["ztgw"]["device"] == {"error": "bad_signature"}

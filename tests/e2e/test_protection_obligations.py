@@ -25,6 +25,7 @@ from ztgw.gateway.protection.keys import ProtectionKeys
 from ztgw.gateway.protection.strategies import Tokenizer, generalize_address
 
 from .conftest import RunningGateway, start_processes, stop_processes
+from .upstreams import AiohttpUpstream
 
 pytestmark = pytest.mark.e2e
 PERSONS = "/api/population/persons"
@@ -279,20 +280,9 @@ SHAPES: dict[str, Any] = {
 }
 
 
-class EnvelopeUpstream:
+class EnvelopeUpstream(AiohttpUpstream):
     """A data API answering in other envelopes (?shape=…), duplicate CSV headers (Accept:
     text/csv), and single records wrapped as {"code": 0, "data": {...}}."""
-
-    def __init__(self) -> None:
-        import asyncio
-        import threading
-
-        from .conftest import free_port
-
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     async def handle(self, request: Any) -> Any:
         from aiohttp import web
@@ -305,29 +295,6 @@ class EnvelopeUpstream:
         if request.path.count("/") >= 4:  # /api/population/persons/{id}
             return web.json_response({"code": 0, "data": {**ENV_PEOPLE[0], "spouse": {"name": "王芳"}}})
         return web.json_response(SHAPES[request.query.get("shape", "data")])
-
-    def _run(self) -> None:
-        import asyncio
-
-        from aiohttp import web
-
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    def __enter__(self) -> EnvelopeUpstream:
-        self._thread.start()
-        assert self._ready.wait(30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 @pytest.fixture(scope="module")
