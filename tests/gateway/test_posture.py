@@ -49,15 +49,18 @@ def test_a_fresh_statement_for_the_caller_is_taken(attester: SM2PrivateKey,
 
 @pytest.mark.parametrize(("over", "reason"), [
     ({"sub": "demo-analytics"}, "not_for_this_caller"),  # someone else's statement replayed
-    ({"iat": int(time.time()) - 1000, "exp": int(time.time()) - 100}, "expired"),
-    ({"iat": int(time.time()) + 600, "exp": int(time.time()) + 900}, "not_yet_valid"),
-    ({"exp": int(time.time()) + 86400}, "lifetime_too_long"),
+    ({"iat": -1000, "exp": -100}, "expired"),  # times: seconds from now, when the test runs
+    ({"iat": 600, "exp": 900}, "not_yet_valid"),
+    ({"exp": 86400}, "lifetime_too_long"),
     ({"iss": "other"}, "unknown_attester"),
     ({"posture": "managed\nforged"}, "malformed"),
     ({"exp": "soon"}, "malformed"),
 ])
 def test_unacceptable_statements_are_refused(attester: SM2PrivateKey, verifier: PostureVerifier,
                                              over: dict[str, Any], reason: str) -> None:
+    now = int(time.time())
+    over = {k: now + v if k in ("iat", "exp") and isinstance(v, int) else v
+            for k, v in over.items()}
     with pytest.raises(PostureInvalid, match=reason):
         verifier.verify(statement(attester, **over), bound_to=CALLER)
 
