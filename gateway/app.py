@@ -207,7 +207,7 @@ class Gateway:
             service=self.grants.service, sessions=self.sessions, csrf=CsrfGuard(pepper),
             directory=self.directory, engine=self.engine, audit_store=self._audit_reader,
             pii_findings=lambda ds: sampled_findings(self.pii_sampler.path, ds),
-            subject_ref=partial(subject_ref, protection_keys.derive("audit-subject"))).router())
+            subject_ref=partial(subject_ref, protection_keys.audit_subject)).router())
         self._audit_store: AuditStore | None = None
 
     def _audit_reader(self) -> AuditStore:

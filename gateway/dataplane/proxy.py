@@ -217,7 +217,7 @@ class DataPlane:
         self.subjects, self.engine, self.audit, self.metrics = subjects, engine, audit, metrics
         self.upstream, self.addresses, self.limiter = upstream, addresses, limiter
         self.keys, self.watermarker = keys, watermarker
-        self.subject_key = keys.derive("audit-subject")
+        self.subject_key = keys.audit_subject
         self.quota = quota or DailyQuota()  # shared in Redis when scaled out (ztgw.gateway.state)
         self.signatures = signatures
         self.blocklist = blocklist  # automatic responses of the detection engine (issue 10)

@@ -50,6 +50,11 @@ class ProtectionKeys:
     def watermark(self) -> bytes:
         return self.derive("watermark")
 
+    @property
+    def audit_subject(self) -> bytes:
+        """Key of the record/data-subject pseudonyms in access events (dataplane/auditpath.py)."""
+        return self.derive("audit-subject")
+
     @classmethod
     def load_or_create(cls, keys_dir: Path) -> ProtectionKeys:
         """Read ``keys_dir/protection.key``; create it (0600, folder 0700) if missing."""
